@@ -1,0 +1,111 @@
+"""Real finished jobs, made once per test session without papermill.
+
+``JobService.start`` writes the job folder and record exactly as in production, with an
+executor that launches nothing; the engine's ``run_job`` then trains tiny-chat in this
+process, and the record is moved to ``completed`` the way the runner does it.
+
+* ``lora_job`` — LoRA, 20 steps, checkpoints at 10 and 20 (+ ``final``);
+* ``full_job`` — full fine-tune, 10 steps (a checkpoint that is a whole model);
+* ``eval_set`` — the 10 % held out by the engine's split (seed 42), registered as a dataset.
+
+Every test runs with ``WORKBENCH_HOME`` pointing at that session home.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+FAST = {"training": {"max_steps": 20, "logging_steps": 5, "save_steps": 10, "eval_steps": 10,
+                     "torch_threads": 1, "per_device_train_batch_size": 4, "max_seq_length": 256,
+                     "learning_rate": 1e-3, "save_total_limit": 5}}
+
+
+class NoLaunch:
+    """An executor that starts nothing: the test runs the engine itself."""
+
+    def launch(self, job: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    def is_alive(self, job: dict[str, Any]) -> bool:
+        return True
+
+    def stop(self, job: dict[str, Any], grace: float = 5.0) -> None:
+        pass
+
+
+def _env(mp: pytest.MonkeyPatch, home: Path, tiny: Path) -> None:
+    mp.setenv("WORKBENCH_HOME", str(home))
+    mp.setenv("WORKBENCH_TINY_CHAT_CACHE", str(tiny))
+    mp.setenv("HF_HUB_OFFLINE", "1")
+
+
+def run_real_job(dataset_id: str, config: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Start a job through JobService, train it in-process, mark it completed."""
+    from workbench import home
+    from workbench.configs import deep_merge
+    from workbench.jobs.service import JobService
+    from workbench.jobs.state import set_state
+    from workbench.training.engine import run_job
+
+    svc = JobService(executor=NoLaunch())
+    job = svc.start("tiny-chat", dataset_id, config, overrides=deep_merge(FAST, overrides))
+    try:
+        result = run_job(home.job_dir(job["id"]))
+    finally:
+        for h in list(logging.getLogger("workbench").handlers):  # run_job's handlers hold training.log open
+            logging.getLogger("workbench").removeHandler(h)
+            h.close()
+    assert result["status"] == "completed", result
+    set_state(job["id"], "completed", result=result)
+    return svc.get(job["id"])
+
+
+@pytest.fixture(scope="session")
+def results_env(tmp_path_factory: pytest.TempPathFactory, tiny_chat_dir: Path) -> dict[str, Any]:
+    import torch
+
+    from workbench.datasets import DatasetService
+
+    torch.set_num_threads(1)
+    tiny = tiny_chat_dir
+    home = tmp_path_factory.mktemp("results-home")
+    mp = pytest.MonkeyPatch()
+    _env(mp, home, tiny)
+    try:
+        datasets = DatasetService()
+        sample = datasets.register_sample()
+        held_out = datasets.split(sample["id"], eval_fraction=0.1, seed=42)["eval"]
+        lora = run_real_job(sample["id"], "lora", {})
+        full = run_real_job(sample["id"], "full", {"training": {"max_steps": 10, "learning_rate": 1e-4}})
+    finally:
+        mp.undo()  # the environment is set per test (below), never left behind for other test folders
+    return {"home": home, "tiny": tiny, "sample": sample, "eval_set": held_out, "lora_job": lora, "full_job": full}
+
+
+@pytest.fixture(autouse=True)
+def _results_home(results_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    _env(monkeypatch, results_env["home"], results_env["tiny"])
+
+
+@pytest.fixture
+def lora_job(results_env: dict[str, Any]) -> dict[str, Any]:
+    return results_env["lora_job"]
+
+
+@pytest.fixture
+def full_job(results_env: dict[str, Any]) -> dict[str, Any]:
+    return results_env["full_job"]
+
+
+@pytest.fixture
+def eval_set(results_env: dict[str, Any]) -> dict[str, Any]:
+    return results_env["eval_set"]
+
+
+@pytest.fixture
+def sample(results_env: dict[str, Any]) -> dict[str, Any]:
+    return results_env["sample"]

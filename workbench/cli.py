@@ -1,0 +1,215 @@
+"""The ``workbench`` command: a thin shell over the core services."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import home
+from .errors import WorkbenchError
+
+
+def _print(obj: Any, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(obj, indent=2, default=str))
+    elif isinstance(obj, list):
+        for row in obj:
+            print(row)
+    elif isinstance(obj, dict):
+        for key, value in obj.items():
+            print(f"{key:>28}: {value}")
+    else:
+        print(obj)
+
+
+def _dataset_ref(path_or_id: str) -> str:
+    from .datasets import DatasetService
+
+    svc = DatasetService()
+    p = Path(path_or_id)
+    if p.exists():
+        rec = svc.register(p, name=p.stem)
+        print(f"registered dataset {rec['id']} ({rec['samples']} samples) from {p}", file=sys.stderr)
+        return rec["id"]
+    return path_or_id
+
+
+def follow(service: Any, job_id: str) -> dict[str, Any]:
+    """A tqdm bar with the loss until the job stops; Ctrl+C pauses the job (twice: detach)."""
+    from tqdm import tqdm
+
+    from .jobs.watch import watch
+
+    bar = tqdm(total=None, unit="step", dynamic_ncols=True, desc=job_id)
+    interrupted = {"n": 0}
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        interrupted["n"] += 1
+        if interrupted["n"] == 1:
+            bar.write("pausing job (checkpoint, then stop)... press Ctrl+C again to detach")
+            (home.job_dir(job_id) / "control").write_text("pause")
+        else:
+            raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        for ev in watch(service, job_id, stop_on={"paused", "completed", "failed", "cancelled"}):
+            if ev["kind"] == "status":
+                bar.set_description(f"{job_id} [{ev['status']}]")
+                if ev.get("error"):
+                    bar.write(f"error: {ev['error']}")
+                continue
+            if ev.get("total_steps"):
+                bar.total = ev["total_steps"]
+            if ev.get("step") is not None:
+                bar.n = ev["step"]
+            post = {k: f"{ev[k]:.4f}" for k in ("loss", "eval_loss") if ev.get(k) is not None}
+            if ev.get("trained_tokens_per_second"):
+                post["tok/s"] = f"{ev['trained_tokens_per_second']:.0f}"
+            if post:
+                bar.set_postfix(post, refresh=False)
+            bar.refresh()
+    except KeyboardInterrupt:
+        bar.write(f"detached; the job keeps going. Follow it with: workbench jobs show {job_id}")
+    finally:
+        signal.signal(signal.SIGINT, old)
+        bar.close()
+    return service.status(job_id)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .jobs.service import JobService
+
+    config: Any = args.template
+    overrides: list[str] = list(args.set or [])
+    if args.config:
+        config = json.loads(Path(args.config).read_text())
+    if args.max_steps is not None:
+        overrides.append(f"training.max_steps={args.max_steps}")
+    svc = JobService()
+    job = svc.start(args.model, _dataset_ref(args.dataset), config, overrides=overrides, name=args.name)
+    print(f"started {job['id']} ({job['status']})", file=sys.stderr)
+    if args.detach:
+        _print(svc.status(job["id"]), args.json)
+        return 0
+    st = follow(svc, job["id"])
+    _print(st if args.json else _where(job["id"], st), args.json)
+    return 0 if st["status"] in ("completed", "paused") else 1
+
+
+def _where(job_id: str, st: dict[str, Any]) -> dict[str, Any]:
+    jd = home.job_dir(job_id)
+    return {"job": job_id, "status": st["status"], "loss": st["loss"], "eval_loss": st["eval_loss"],
+            "best_eval_loss": st["best_eval_loss"], "notebook(s)": str(jd / "notebooks"),
+            "checkpoints": str(jd / "output"), "metrics": str(jd / "metrics.jsonl"),
+            "log": str(jd / "training.log"), "error": st["error"]}
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    from .jobs.service import JobService
+
+    svc = JobService()
+    a = args.action
+    if a == "list":
+        rows = [svc.status(j["id"]) for j in svc.list()]
+        if args.json:
+            _print(rows, True)
+        else:
+            for r in rows:
+                print(f"{r['job_id']}  {r['status']:<10} {r['progress']:>5}%  step {r['current_step']}/"
+                      f"{r['total_steps']}  loss {r['loss']}  {r['model_name']}")
+        return 0
+    if not args.id:
+        raise WorkbenchError(f"jobs {a} needs a job id", field="id")
+    if a == "show":
+        _print(svc.status(args.id), args.json)
+    elif a == "pause":
+        _print(svc.pause(args.id), args.json)
+    elif a == "resume":
+        changes = dict(kv.split("=", 1) for kv in (args.set or []))
+        svc.resume(args.id, changes={k: json.loads(v) for k, v in changes.items()} or None)
+        st = svc.status(args.id) if args.detach else follow(svc, args.id)
+        _print(st, args.json)
+    elif a == "cancel":
+        _print(svc.cancel(args.id), args.json)
+    elif a == "logs":
+        lines = svc.logs(args.id, tail=args.tail)
+        _print(lines if args.json else "\n".join(lines), args.json)
+    elif a == "checkpoints":
+        _print(svc.checkpoints(args.id), args.json)
+    elif a == "follow":
+        _print(follow(svc, args.id), args.json)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Build tiny-chat, register the sample dataset, train a short LoRA job with a progress bar."""
+    from .datasets import DatasetService
+    from .jobs.service import JobService
+    from .tinymodel import ensure_tiny_chat
+
+    print(f"WORKBENCH_HOME={home.home()}")
+    print("building tiny-chat (first run only)...")
+    ensure_tiny_chat()
+    ds = DatasetService().register_sample()
+    print(f"dataset {ds['id']}: {ds['name']} ({ds['samples']} samples)")
+    svc = JobService()
+    job = svc.start("tiny-chat", ds["id"], "lora", overrides=[
+        f"training.max_steps={args.max_steps}", "training.logging_steps=5", "training.save_steps=20",
+        "training.per_device_train_batch_size=8", "training.learning_rate=1e-3", "training.torch_threads=1",
+    ], name="demo: tiny-chat LoRA on customer support")
+    st = follow(svc, job["id"])
+    first = next((e["loss"] for e in svc.metrics(job["id"], types={"train"})), None)
+    _print(_where(job["id"], st), False)
+    print(f"\nloss {first} -> {st['loss']}  (eval_loss best {st['best_eval_loss']})")
+    return 0 if st["status"] == "completed" else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="workbench", description="Fine-Tune Workbench")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="start a training job and follow it")
+    t.add_argument("--model", default="tiny-chat")
+    t.add_argument("--dataset", required=True, help="a dataset file (registered on the fly) or a dataset id")
+    t.add_argument("--config", help="a JSON config file")
+    t.add_argument("--template", default="default", help="default | sft | lora | full, or a saved config id")
+    t.add_argument("--max-steps", type=int)
+    t.add_argument("--set", action="append", metavar="KEY=VALUE")
+    t.add_argument("--name")
+    t.add_argument("--detach", action="store_true")
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=cmd_train)
+
+    j = sub.add_parser("jobs", help="list and control jobs")
+    j.add_argument("action", choices=["list", "show", "pause", "resume", "cancel", "logs", "checkpoints", "follow"])
+    j.add_argument("id", nargs="?")
+    j.add_argument("--json", action="store_true")
+    j.add_argument("--tail", type=int, default=200)
+    j.add_argument("--set", action="append", metavar="KEY=VALUE", help="resume-safe hyperparameter changes")
+    j.add_argument("--detach", action="store_true")
+    j.set_defaults(func=cmd_jobs)
+
+    d = sub.add_parser("demo", help="build tiny-chat and train the demo LoRA job")
+    d.add_argument("--max-steps", type=int, default=60)
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except WorkbenchError as exc:
+        print(f"error: {exc.message}" + (f" (field: {exc.field})" if exc.field else ""), file=sys.stderr)
+        if exc.details:
+            print(json.dumps(exc.details, indent=2, default=str), file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

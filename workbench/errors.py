@@ -1,0 +1,66 @@
+"""Domain errors shared by every front-end.
+
+Core services raise these; the REST server maps them to HTTP status codes and the
+widgets show their message. ``field`` names the offending input so both can point at it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class WorkbenchError(Exception):
+    code = "ERROR"
+    http_status = 400
+
+    def __init__(self, message: str, *, field: str | None = None, details: Any = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.field:
+            out["field"] = self.field
+        if self.details is not None:
+            out["details"] = self.details
+        return out
+
+
+class InvalidInput(WorkbenchError):
+    code = "INVALID_INPUT"
+    http_status = 422
+
+
+class ValidationFailed(InvalidInput):
+    """Input was read but failed validation; ``details`` lists every error found."""
+
+    code = "VALIDATION_FAILED"
+
+
+class NotFound(WorkbenchError):
+    code = "NOT_FOUND"
+    http_status = 404
+
+
+class Conflict(WorkbenchError):
+    code = "CONFLICT"
+    http_status = 409
+
+
+class Forbidden(WorkbenchError):
+    code = "FORBIDDEN"
+    http_status = 403
+
+
+class TooLarge(WorkbenchError):
+    code = "TOO_LARGE"
+    http_status = 413
+
+
+class ModelUnavailable(WorkbenchError):
+    """A model could not be loaded (e.g. the hub is unreachable and it is not cached)."""
+
+    code = "MODEL_UNAVAILABLE"
+    http_status = 400

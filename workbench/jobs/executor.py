@@ -1,0 +1,126 @@
+"""Where job runs execute. An interface, so other backends (RunPod, torchrun) can plug in.
+
+:class:`LocalExecutor` starts each run as ``python -m workbench.jobs.runner`` in its own
+session, detached from whoever asked, so jobs outlive a notebook kernel, the CLI or the
+server. A queue in the store runs at most N jobs at a time, in the order they were queued.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+import psutil
+
+from .. import home
+from ..store import Store, get_store
+from .state import TABLE, set_state, try_set_state
+
+
+class Executor(Protocol):
+    def launch(self, job: dict[str, Any]) -> dict[str, Any]:
+        """Start a run of ``job``; return fields to store on the record (pids, …)."""
+
+    def is_alive(self, job: dict[str, Any]) -> bool: ...
+
+    def stop(self, job: dict[str, Any], grace: float) -> None:
+        """Stop a run for good: interrupt, wait ``grace`` seconds, then kill everything it started."""
+
+
+def pid_alive(pid: int | None, create_time: float | None = None) -> bool:
+    if not pid:
+        return False
+    try:
+        p = psutil.Process(pid)
+        if p.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return create_time is None or abs(p.create_time() - create_time) < 1.0
+    except psutil.Error:
+        return False
+
+
+def _killpg(pid: int | None, sig: int) -> None:
+    if not pid:
+        return
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+class LocalExecutor:
+    """Runs jobs as detached processes on this machine."""
+
+    def launch(self, job: dict[str, Any]) -> dict[str, Any]:
+        jd = home.job_dir(job["id"])
+        cmd = [sys.executable, "-m", "workbench.jobs.runner", job["id"]]
+        env = {**os.environ, "WORKBENCH_HOME": str(home.home()), "PYTHONUNBUFFERED": "1"}
+        with open(jd / "runner.log", "ab") as logf:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                                    start_new_session=True, env=env, cwd=str(jd))
+        # Reap it if we outlive it, so a finished runner never lingers as a zombie.
+        threading.Thread(target=proc.wait, daemon=True).start()
+        return {"runner_pid": proc.pid, "runner_create_time": psutil.Process(proc.pid).create_time()}
+
+    def is_alive(self, job: dict[str, Any]) -> bool:
+        return pid_alive(job.get("runner_pid"), job.get("runner_create_time"))
+
+    def stop(self, job: dict[str, Any], grace: float = 5.0) -> None:
+        runner = job.get("runner_pid") if self.is_alive(job) else None
+        kernel = _kernel_info(job["id"])
+        if runner:
+            _killpg(runner, signal.SIGINT)
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline and pid_alive(runner):
+                time.sleep(0.1)
+            _killpg(runner, signal.SIGKILL)
+        if kernel.get("pid") and pid_alive(kernel["pid"], kernel.get("create_time")):
+            _killpg(kernel["pid"], signal.SIGKILL)
+        conn = kernel.get("connection_file")
+        if conn:
+            Path(conn).unlink(missing_ok=True)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and (pid_alive(runner) or pid_alive(kernel.get("pid"))):
+            time.sleep(0.05)
+
+
+def _kernel_info(job_id: str) -> dict[str, Any]:
+    import json
+
+    try:
+        return json.loads((home.job_dir(job_id) / "kernel.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def max_concurrent() -> int:
+    return max(1, int(os.environ.get("WORKBENCH_MAX_CONCURRENT_JOBS", "1")))
+
+
+def dispatch(executor: Executor | None = None, store: Store | None = None) -> list[str]:
+    """Launch queued jobs, oldest first, while fewer than N are pending or running."""
+    executor = executor or LocalExecutor()
+    store = store or get_store()
+    with store.transaction() as tx:
+        jobs = tx.all(TABLE)
+        busy = sum(1 for j in jobs if j["status"] in ("pending", "running")
+                   and (j.get("launching") or executor.is_alive(j)))
+        queued = sorted((j for j in jobs if j["status"] == "queued"), key=lambda j: j["queued_at"])
+        chosen = queued[: max(0, max_concurrent() - busy)]
+    for j in chosen:
+        set_state(j["id"], "pending", store=store, expect={"queued"}, runner_pid=None, launching=True)
+    launched = []
+    for j in chosen:
+        try:
+            fields = executor.launch(j)
+            store.update(TABLE, j["id"], {**fields, "launching": False})
+            launched.append(j["id"])
+        except Exception as exc:  # could not even start a process
+            try_set_state(j["id"], "failed", error=f"could not launch job: {exc}")
+    return launched

@@ -1,0 +1,281 @@
+"""JobService: start, inspect and control training jobs. The one API every front-end uses."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections import deque
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from .. import home
+from ..configs import RESUME_SAFE_KEYS, ConfigService, apply_overrides, deep_merge, parse_config
+from ..errors import Conflict, InvalidInput, NotFound
+from ..records import LOCAL_USER, new_id, now_iso
+from ..store import Store, atomic_write_json, get_store
+from ..training.callbacks import checkpoint_dirs, checkpoint_eval_loss
+from . import progress
+from .executor import Executor, LocalExecutor, dispatch
+from .state import ACTIVE, FINAL, TABLE, set_state, try_set_state
+from .status import build_status
+
+LAUNCH_TIMEOUT = 120.0
+
+
+def _versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for pkg in ("workbench", "torch", "transformers", "peft", "accelerate", "tokenizers", "papermill"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class JobService:
+    def __init__(self, store: Store | None = None, executor: Executor | None = None):
+        self.store = store or get_store()
+        self.executor = executor or LocalExecutor()
+        self.configs = ConfigService(self.store)
+
+    # ---- starting -------------------------------------------------------------------------
+    def start(self, model: str | None, dataset: str, config: str | dict[str, Any] | None = None, *,
+              overrides: dict[str, Any] | list[str] | None = None, name: str | None = None,
+              eval_dataset: str | None = None, owner: str = LOCAL_USER) -> dict[str, Any]:
+        """Queue a job: write its reproducibility record into ``jobs/<id>/`` and dispatch."""
+        from ..datasets import DatasetService
+        from ..models import resolve
+
+        datasets = DatasetService(self.store)
+        ds = datasets.get(dataset, owner)
+        ev = datasets.get(eval_dataset, owner) if eval_dataset else None
+        cfg = self.configs.resolve(config, owner).dump()
+        if isinstance(overrides, list):
+            cfg = apply_overrides(cfg, overrides)
+        elif overrides:
+            cfg = deep_merge(cfg, overrides)
+        if model:
+            cfg["model"]["base_model"] = model
+        cfg = parse_config(cfg).dump()
+        model = cfg["model"]["base_model"]
+        resolve(model, owner=owner)  # unknown model → clear error now, not minutes later
+        job_id = new_id("job")
+        jd = home.job_dir(job_id)
+        jd.mkdir(parents=True)
+        ds_path = Path(ds["path"])
+        spec = {
+            "job_id": job_id, "owner": owner, "model": model, "config": cfg,
+            "config_ref": config if isinstance(config, str) else None,
+            "dataset": {"id": ds["id"], "name": ds["name"], "path": str(ds_path), "sha256": _sha256(ds_path)},
+            "eval_dataset": {"id": ev["id"], "path": ev["path"], "sha256": _sha256(Path(ev["path"]))} if ev else None,
+            "seed": cfg["training"]["seed"], "versions": _versions(), "created_at": now_iso(),
+        }
+        atomic_write_json(jd / "job.json", spec)
+        now = now_iso()
+        record = {
+            "id": job_id, "owner": owner, "name": name or f"{model} on {ds['name']}", "model": model,
+            "dataset_id": ds["id"], "config_id": config if isinstance(config, str) else None,
+            "config": cfg, "status": "queued", "run": 1, "resume_from": None, "queued_at": time.time(),
+            "created_at": now, "updated_at": now, "started_at": None, "finished_at": None,
+            "error": None, "history": [{"at": now, "action": "queued"}],
+        }
+        self.store.insert(TABLE, record)
+        dispatch(self.executor, self.store)
+        return self.get(job_id, owner)
+
+    # ---- reading --------------------------------------------------------------------------
+    def get(self, job_id: str, owner: str = LOCAL_USER) -> dict[str, Any]:
+        rec = self.store.require(TABLE, job_id, owner)
+        return self._reconcile(rec)
+
+    def list(self, owner: str = LOCAL_USER) -> list[dict[str, Any]]:
+        jobs = [self._reconcile(j) for j in self.store.all(TABLE, owner)]
+        return sorted(jobs, key=lambda j: j["queued_at"])
+
+    def status(self, job_id: str, owner: str = LOCAL_USER) -> dict[str, Any]:
+        return build_status(self.get(job_id, owner))
+
+    def job_dir(self, job_id: str, owner: str = LOCAL_USER) -> Path:
+        self.get(job_id, owner)
+        return home.job_dir(job_id)
+
+    def metrics(self, job_id: str, owner: str = LOCAL_USER, types: set[str] | None = None) -> list[dict[str, Any]]:
+        return list(progress.iter_events(self.job_dir(job_id, owner) / "metrics.jsonl", types))
+
+    def logs(self, job_id: str, owner: str = LOCAL_USER, tail: int | None = 500) -> list[str]:
+        path = self.job_dir(job_id, owner) / "training.log"
+        try:
+            with open(path, errors="replace") as fh:
+                lines = deque(fh, maxlen=tail) if tail else list(fh)
+        except FileNotFoundError:
+            return []
+        return [line.rstrip("\n") for line in lines]
+
+    def checkpoints(self, job_id: str, owner: str = LOCAL_USER) -> dict[str, Any]:
+        out = self.job_dir(job_id, owner) / "output"
+        train_loss = {e["step"]: e.get("train_loss") for e in self.metrics(job_id, owner, {"checkpoint"})}
+        items = []
+        for c in checkpoint_dirs(out):
+            state = _trainer_state(c)
+            step = int(c.name.split("-")[-1])
+            losses = [e["loss"] for e in state.get("log_history", []) if "loss" in e and e.get("step", 0) <= step]
+            size = sum(f.stat().st_size for f in c.rglob("*") if f.is_file())
+            items.append({"path": c.name, "step": step, "epoch": state.get("epoch"),
+                          "eval_loss": checkpoint_eval_loss(c),
+                          "train_loss": train_loss.get(step) or (losses[-1] if losses else None),
+                          "size_mb": round(size / 2**20, 2),
+                          "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(c.stat().st_mtime))})
+        scored = [c for c in items if c["eval_loss"] is not None]
+        best = min(scored, key=lambda c: c["eval_loss"])["path"] if scored else (items[-1]["path"] if items else None)
+        for c in items:
+            c["is_best"] = c["path"] == best
+        return {"job_id": job_id, "checkpoints": items, "best_checkpoint": best, "total": len(items)}
+
+    # ---- control --------------------------------------------------------------------------
+    def pause(self, job_id: str, owner: str = LOCAL_USER, wait: float = 60.0) -> dict[str, Any]:
+        """Ask the job to checkpoint and stop; waits up to ``wait`` s for it to be paused."""
+        rec = self.get(job_id, owner)
+        if rec["status"] not in ("pending", "running"):
+            raise Conflict(f"job '{job_id}' is {rec['status']}; only a pending or running job can be paused",
+                           field="status")
+        (home.job_dir(job_id) / "control").write_text("pause")
+        self._history(job_id, "pause requested")
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            rec = self.get(job_id, owner)
+            if rec["status"] not in ("pending", "running"):
+                break
+            time.sleep(0.2)
+        return rec
+
+    def update_hyperparameters(self, job_id: str, changes: dict[str, Any], owner: str = LOCAL_USER) -> dict[str, Any]:
+        """Change resume-safe hyperparameters of a paused job; recorded in its history."""
+        rec = self.get(job_id, owner)
+        if rec["status"] != "paused":
+            raise Conflict(f"job '{job_id}' is {rec['status']}; hyperparameters change only while paused",
+                           field="status")
+        flat = {k if "." in k else f"training.{k}": v for k, v in changes.items()}
+        for key in flat:
+            if key not in RESUME_SAFE_KEYS:
+                raise InvalidInput(f"'{key}' cannot change on a paused job (safe: {', '.join(sorted(RESUME_SAFE_KEYS))})",
+                                   field=key)
+        cfg = rec["config"]
+        for key, value in flat.items():
+            section, name = key.split(".", 1)
+            cfg = deep_merge(cfg, {section: {name: value}})
+        cfg = parse_config(cfg).dump()
+        jd = home.job_dir(job_id)
+        spec = json.loads((jd / "job.json").read_text())
+        old = {k: spec["config"][k.split(".")[0]].get(k.split(".")[1]) for k in flat}
+        spec["config"] = cfg
+        atomic_write_json(jd / "job.json", spec)
+        self.store.update(TABLE, job_id, {"config": cfg})
+        self._history(job_id, "hyperparameters changed", changes={k: {"from": old[k], "to": v} for k, v in flat.items()})
+        return self.get(job_id, owner)
+
+    def resume(self, job_id: str, owner: str = LOCAL_USER, changes: dict[str, Any] | None = None) -> dict[str, Any]:
+        rec = self.get(job_id, owner)
+        if rec["status"] != "paused":
+            raise Conflict(f"job '{job_id}' is {rec['status']}; only a paused job can be resumed", field="status")
+        if changes:
+            self.update_hyperparameters(job_id, changes, owner)
+        jd = home.job_dir(job_id)
+        ckpts = checkpoint_dirs(jd / "output")
+        if not ckpts:
+            raise Conflict(f"job '{job_id}' has no checkpoint to resume from", field="checkpoint")
+        (jd / "control").unlink(missing_ok=True)
+        set_state(job_id, "queued", store=self.store, expect={"paused"}, resume_from=ckpts[-1].name,
+                  run=rec.get("run", 1) + 1, queued_at=time.time())
+        self._history(job_id, "resumed", checkpoint=ckpts[-1].name)
+        dispatch(self.executor, self.store)
+        return self.get(job_id, owner)
+
+    def cancel(self, job_id: str, owner: str = LOCAL_USER, grace: float = 5.0) -> dict[str, Any]:
+        """SIGINT, a grace period, then SIGKILL of the runner's and kernel's groups."""
+        rec = self.get(job_id, owner)
+        if rec["status"] in FINAL:
+            raise Conflict(f"job '{job_id}' is already {rec['status']}", field="status")
+        (home.job_dir(job_id) / "control").write_text("cancel")
+        rec = set_state(job_id, "cancelled", store=self.store, error=None)
+        self.executor.stop(rec, grace=grace)
+        self._history(job_id, "cancelled")
+        dispatch(self.executor, self.store)
+        return self.get(job_id, owner)
+
+    def delete(self, job_id: str, owner: str = LOCAL_USER) -> None:
+        rec = self.get(job_id, owner)
+        if rec["status"] in ACTIVE:
+            raise Conflict(f"job '{job_id}' is {rec['status']}; cancel it first", field="status")
+        import shutil
+
+        self.store.delete(TABLE, job_id)
+        shutil.rmtree(home.job_dir(job_id), ignore_errors=True)
+
+    # ---- internals ------------------------------------------------------------------------
+    def _history(self, job_id: str, action: str, **details: Any) -> None:
+        with self.store.transaction() as tx:
+            rec = tx.get(TABLE, job_id)
+            if rec is not None:
+                tx.update(TABLE, job_id, {"history": rec.get("history", []) + [{"at": now_iso(), "action": action, **details}]})
+
+    def _reconcile(self, rec: dict[str, Any]) -> dict[str, Any]:
+        """Mark a job failed when its process is gone without having reported an outcome."""
+        if rec["status"] not in ("pending", "running"):
+            return rec
+        if rec.get("launching"):
+            if time.time() - (rec.get("run_started_at") or time.time()) > LAUNCH_TIMEOUT:
+                return try_set_state(rec["id"], "failed", error="the job process never started") or rec
+            return rec
+        if self.executor.is_alive(rec):
+            return rec
+        time.sleep(0.2)  # the runner may be writing its outcome right now
+        fresh = self.store.get(TABLE, rec["id"]) or rec
+        if fresh["status"] not in ("pending", "running"):
+            return fresh
+        return try_set_state(rec["id"], "failed",
+                             error=f"the job process (pid {rec.get('runner_pid')}) died without reporting "
+                                   "a result (killed, or out of memory)") or fresh
+
+    def reconcile_all(self) -> list[str]:
+        """Called when a workbench process starts: re-attach to live jobs, fail dead ones."""
+        failed = []
+        for rec in self.store.all(TABLE):
+            if self._reconcile(rec)["status"] == "failed" and rec["status"] != "failed":
+                failed.append(rec["id"])
+        dispatch(self.executor, self.store)
+        return failed
+
+
+def _trainer_state(ckpt: Path) -> dict[str, Any]:
+    try:
+        return json.loads((ckpt / "trainer_state.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def find_checkpoint(job_dir: Path, ref: str | None) -> Path:
+    """``checkpoint-N``, ``final`` or None (the final model, else the latest checkpoint), inside the job."""
+    out = (job_dir / "output").resolve()
+    if ref in (None, "", "latest"):
+        cand = out / "final" if (out / "final").exists() else (checkpoint_dirs(out)[-1] if checkpoint_dirs(out) else None)
+        if cand is None:
+            raise NotFound("job has no checkpoints", field="checkpoint")
+        return cand
+    if "/" in ref or "\\" in ref or ref.startswith(".") or ref == "..":
+        raise InvalidInput(f"invalid checkpoint name '{ref}'", field="checkpoint")
+    path = (out / ref).resolve()
+    if path.parent != out or not path.is_dir():
+        raise NotFound(f"checkpoint '{ref}' not found", field="checkpoint")
+    return path

@@ -1,0 +1,66 @@
+"""Job records and their state machine, persisted in the store's ``jobs`` table.
+
+queued → pending → running ⇄ paused → completed | failed | cancelled.
+Transitions are checked inside one locked transaction, so a late writer (say a
+runner finishing after a cancel) can never move a job out of a final state.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ..errors import Conflict, NotFound
+from ..records import now_iso
+from ..store import Store, get_store
+
+TABLE = "jobs"
+FINAL = {"completed", "failed", "cancelled"}
+ACTIVE = {"queued", "pending", "running", "paused"}
+TRANSITIONS: dict[str, set[str]] = {
+    "queued": {"pending", "cancelled", "failed"},
+    "pending": {"running", "paused", "completed", "failed", "cancelled"},
+    "running": {"paused", "completed", "failed", "cancelled"},
+    "paused": {"queued", "cancelled", "failed"},
+    "completed": set(),
+    "failed": set(),
+    "cancelled": set(),
+}
+
+
+def set_state(job_id: str, new: str, *, store: Store | None = None, expect: set[str] | None = None,
+              **fields: Any) -> dict[str, Any]:
+    """Move a job to ``new`` if allowed; raises Conflict otherwise (the record is unchanged)."""
+    store = store or get_store()
+    with store.transaction() as tx:
+        rec = tx.get(TABLE, job_id)
+        if rec is None:
+            raise NotFound(f"job '{job_id}' not found", field="job_id")
+        cur = rec["status"]
+        if (expect is not None and cur not in expect) or (cur != new and new not in TRANSITIONS[cur]):
+            raise Conflict(f"job '{job_id}' is {cur}; cannot move to {new}", field="status")
+        now = now_iso()
+        changes: dict[str, Any] = {"status": new, "updated_at": now, **fields}
+        if new == "running" and not rec.get("started_at"):
+            changes["started_at"] = now
+        if new in FINAL:
+            changes["finished_at"] = now
+        if new == "pending":
+            changes["run_started_at"] = time.time()
+        if (new in FINAL or new == "paused") and rec.get("run_started_at"):
+            changes["elapsed_before"] = rec.get("elapsed_before", 0.0) + time.time() - rec["run_started_at"]
+            changes["run_started_at"] = None
+        return tx.update(TABLE, job_id, changes)
+
+
+def try_set_state(job_id: str, new: str, **fields: Any) -> dict[str, Any] | None:
+    """``set_state`` for writers that lose races gracefully (runner exits, callbacks)."""
+    try:
+        return set_state(job_id, new, **fields)
+    except Conflict:
+        return None
+
+
+def active_jobs_using_config(store: Store, config_id: str) -> list[dict[str, Any]]:
+    with store.transaction() as tx:
+        return tx.search(TABLE, lambda r: r.get("config_id") == config_id and r["status"] in ACTIVE)

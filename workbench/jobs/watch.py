@@ -1,0 +1,54 @@
+"""Follow a job live: new metrics events as they are appended, plus status changes.
+
+Each item has ``kind``: ``"status"`` (the record's status changed) or ``"metric"``
+(one ``metrics.jsonl`` event, whose own ``type`` is train/eval/checkpoint/status).
+
+One generator feeds the CLI progress bar, the server's SSE/WebSocket streams and the
+widgets, so "live" means the same thing everywhere. It tails ``metrics.jsonl`` by byte
+offset (never re-reading history) and polls the record's status.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+
+from .. import home
+from ..records import LOCAL_USER
+from .state import FINAL
+
+
+def watch(service: Any, job_id: str, owner: str = LOCAL_USER, *, poll: float = 0.25,
+          stop_on: set[str] = FINAL, from_start: bool = True, timeout: float | None = None) -> Iterator[dict[str, Any]]:
+    path = home.job_dir(job_id) / "metrics.jsonl"
+    offset = 0 if from_start else (path.stat().st_size if path.exists() else 0)
+    last_status = None
+    buf = b""
+    deadline = time.monotonic() + timeout if timeout else None
+    while True:
+        rec = service.get(job_id, owner)
+        if rec["status"] != last_status:
+            last_status = rec["status"]
+            yield {"kind": "status", "status": last_status, "error": rec.get("error")}
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(offset)
+                chunk = fh.read()
+        except FileNotFoundError:
+            chunk = b""
+        if chunk:
+            offset += len(chunk)
+            buf += chunk
+            *lines, buf = buf.split(b"\n")
+            for line in lines:
+                if line.strip():
+                    yield {"kind": "metric", **orjson.loads(line)}
+        elif last_status in stop_on:
+            return
+        if deadline and time.monotonic() > deadline:
+            return
+        if not chunk:
+            time.sleep(poll)

@@ -1,0 +1,192 @@
+"""Trainer callbacks: metrics to ``metrics.jsonl``, pause control, checkpoint retention.
+
+They are the only channel between a job's kernel and the rest of the workbench:
+other processes tail ``metrics.jsonl`` and write ``control``; nothing is shared in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import torch
+from transformers import TrainerCallback
+
+from ..jobs import progress
+from ..records import now_iso
+
+log = logging.getLogger("workbench.training")
+
+
+def _ppl(loss: float | None) -> float | None:
+    if loss is None:
+        return None
+    try:
+        return round(math.exp(min(loss, 50.0)), 4)
+    except OverflowError:  # pragma: no cover
+        return None
+
+
+def append_event(path: Path, event: dict[str, Any]) -> None:
+    """One JSON line per event; a single write() of a short line is atomic with O_APPEND."""
+    line = json.dumps(event if "timestamp" in event else {"timestamp": now_iso(), **event}) + "\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
+class TokenCounter:
+    """Processed (non-padding) and trained (label) tokens, counted by the Trainer subclass."""
+
+    def __init__(self) -> None:
+        self.processed = 0
+        self.trained = 0
+        self.samples = 0
+
+
+class MetricsCallback(TrainerCallback):
+    def __init__(self, metrics_path: Path, counter: TokenCounter, on_event: Any = None):
+        self.path = metrics_path
+        self.counter = counter
+        self.on_event = on_event
+        self.proc = psutil.Process()
+        self._mark = (time.perf_counter(), 0, 0, 0)
+        self.last_train_loss: float | None = None
+        self.eval_by_step: dict[int, float] = {}
+        self.summary = progress.load_summary(metrics_path.parent)
+
+    def _emit(self, event: dict[str, Any]) -> None:
+        event = {"timestamp": now_iso(), **event}
+        append_event(self.path, event)
+        progress.save_summary(self.path.parent, progress.fold(self.summary, event))
+        if self.on_event:
+            self.on_event(event)
+
+    def on_train_begin(self, args, state, control, **kw):
+        self._emit({"type": "status", "status": "running", "total_steps": state.max_steps,
+                    "total_epochs": args.num_train_epochs, "total_samples": len(kw["train_dataloader"].dataset)
+                    if kw.get("train_dataloader") is not None else None, "resumed_step": state.global_step})
+        self._mark = (time.perf_counter(), self.counter.processed, self.counter.trained, self.counter.samples)
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        logs = logs or {}
+        epoch = round(state.epoch or 0.0, 4)
+        if "eval_loss" in logs:
+            self.eval_by_step[state.global_step] = logs["eval_loss"]
+            self._emit({"type": "eval", "step": state.global_step, "epoch": epoch,
+                        "eval_loss": logs["eval_loss"], "eval_perplexity": _ppl(logs["eval_loss"])})
+            return
+        if "loss" not in logs:
+            return
+        now = time.perf_counter()
+        t0, p0, tr0, s0 = self._mark
+        dt = max(now - t0, 1e-9)
+        self._mark = (now, self.counter.processed, self.counter.trained, self.counter.samples)
+        cuda = torch.cuda.is_available()
+        self.last_train_loss = logs["loss"]
+        self._emit({
+            "type": "train", "step": state.global_step, "epoch": epoch, "total_steps": state.max_steps,
+            "loss": logs["loss"], "learning_rate": logs.get("learning_rate"), "grad_norm": logs.get("grad_norm"),
+            "train_perplexity": _ppl(logs["loss"]),
+            "samples_per_second": round((self.counter.samples - s0) / dt, 3),
+            "tokens_per_second": round((self.counter.processed - p0) / dt, 1),
+            "trained_tokens_per_second": round((self.counter.trained - tr0) / dt, 1),
+            "num_tokens_processed": self.counter.processed, "num_tokens_trained": self.counter.trained,
+            "rss_gb": round(self.proc.memory_info().rss / 2**30, 4),
+            "gpu_memory_allocated_gb": round(torch.cuda.memory_allocated() / 2**30, 3) if cuda else None,
+            "gpu_memory_reserved_gb": round(torch.cuda.memory_reserved() / 2**30, 3) if cuda else None,
+            "gpu_utilization_percent": _gpu_util() if cuda else None,
+        })
+        log.info("step %d/%d epoch %.2f loss %.4f lr %.3g", state.global_step, state.max_steps, epoch,
+                 logs["loss"], logs.get("learning_rate") or 0)
+
+
+def _gpu_util() -> float | None:
+    try:
+        return float(torch.cuda.utilization())
+    except Exception:  # pynvml missing or unsupported device
+        return None
+
+
+class ControlCallback(TrainerCallback):
+    """Reads the job's ``control`` file; on ``pause`` saves a checkpoint and stops.
+
+    The pause lands on the next logging boundary so the logged loss windows (and so
+    the curve) after resume are identical to an uninterrupted run.
+    """
+
+    def __init__(self, control_path: Path):
+        self.path = control_path
+        self.paused_at: int | None = None
+
+    def requested(self) -> str:
+        try:
+            return self.path.read_text().strip()
+        except FileNotFoundError:
+            return ""
+
+    def on_step_end(self, args, state, control, **kw):
+        if self.requested() == "pause" and state.global_step % args.logging_steps == 0 \
+                and state.global_step < state.max_steps:
+            control.should_save = True
+            control.should_training_stop = True
+            self.paused_at = state.global_step
+            log.info("pause requested: saving checkpoint at step %d and stopping", state.global_step)
+        return control
+
+
+class RetentionCallback(TrainerCallback):
+    """Keeps the best checkpoint by eval_loss plus the last K; a limit never deletes the best."""
+
+    def __init__(self, output_dir: Path, keep_last: int, metrics: MetricsCallback):
+        self.output_dir = output_dir
+        self.keep_last = keep_last
+        self.metrics = metrics
+
+    def on_save(self, args, state, control, **kw):
+        step = state.global_step
+        eval_loss = self.metrics.eval_by_step.get(step)
+        ckpt = self.output_dir / f"checkpoint-{step}"
+        append_event(self.metrics.path, {"type": "checkpoint", "step": step, "epoch": round(state.epoch or 0, 4),
+                                         "path": ckpt.name, "eval_loss": eval_loss,
+                                         "train_loss": self.metrics.last_train_loss})
+        prune_checkpoints(self.output_dir, self.keep_last)
+
+
+def checkpoint_dirs(output_dir: Path) -> list[Path]:
+    dirs = [p for p in output_dir.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
+    return sorted(dirs, key=lambda p: int(p.name.split("-")[-1]))
+
+
+def checkpoint_eval_loss(ckpt: Path) -> float | None:
+    """The eval_loss logged at (or most recently before) this checkpoint's step."""
+    try:
+        state = json.loads((ckpt / "trainer_state.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    step = state.get("global_step", 0)
+    evals = [e for e in state.get("log_history", []) if "eval_loss" in e and e.get("step", 0) <= step]
+    return evals[-1]["eval_loss"] if evals and evals[-1].get("step") == step else None
+
+
+def prune_checkpoints(output_dir: Path, keep_last: int) -> list[str]:
+    ckpts = checkpoint_dirs(output_dir)
+    keep = set(ckpts[-keep_last:])
+    scored = [(loss, c) for c in ckpts if (loss := checkpoint_eval_loss(c)) is not None]
+    if scored:
+        keep.add(min(scored, key=lambda t: t[0])[1])
+    removed = []
+    for c in ckpts:
+        if c not in keep:
+            shutil.rmtree(c, ignore_errors=True)
+            removed.append(c.name)
+    return removed

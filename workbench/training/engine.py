@@ -1,0 +1,213 @@
+"""``run_job``: one training run of a job folder, with a real HF ``Trainer``.
+
+Reads ``job.json`` (written when the job was started), trains with LoRA (peft) or
+full fine-tuning, streams events to ``metrics.jsonl`` and ``training.log``, and writes
+``result.json`` so the runner learns whether the run completed or paused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import Trainer, TrainingArguments, set_seed
+
+from ..configs import TrainingConfig
+from ..jobs import progress
+from ..store import atomic_write_json
+from .callbacks import ControlCallback, MetricsCallback, RetentionCallback, TokenCounter, append_event
+from .data import IGNORE, Collator, encode_all, pack
+
+log = logging.getLogger("workbench.training")
+
+
+class WorkbenchTrainer(Trainer):
+    """A Trainer that counts processed and trained tokens, and honours a changed LR on resume."""
+
+    def __init__(self, *args: Any, counter: TokenCounter, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.counter = counter
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        self.counter.processed += int(inputs["attention_mask"].sum())
+        self.counter.trained += int((inputs["labels"][:, 1:] != IGNORE).sum())
+        self.counter.samples += int(inputs["input_ids"].shape[0])
+        return super().training_step(model, inputs, num_items_in_batch)
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        super()._load_optimizer_and_scheduler(checkpoint)
+        sched = self.lr_scheduler
+        new_lr = self.args.learning_rate
+        if checkpoint is None or sched is None or not hasattr(sched, "lr_lambdas"):
+            return
+        if all(abs(b - new_lr) < 1e-15 for b in sched.base_lrs):
+            return
+        log.info("learning rate changed on resume: %s -> %s", sched.base_lrs[0], new_lr)
+        sched.base_lrs = [new_lr for _ in sched.base_lrs]
+        for group, fn in zip(self.optimizer.param_groups, sched.lr_lambdas):
+            group["initial_lr"] = new_lr
+            group["lr"] = new_lr * fn(sched.last_epoch)
+        sched._last_lr = [g["lr"] for g in self.optimizer.param_groups]
+
+
+def _setup_logging(job_dir: Path) -> None:
+    root = logging.getLogger("workbench")
+    root.setLevel(logging.INFO)
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    fmt = logging.Formatter("[%(asctime)s] %(message)s", "%Y-%m-%d %H:%M:%S")
+    fh = logging.FileHandler(job_dir / "training.log")
+    fh.setFormatter(fmt)
+    sh = logging.StreamHandler(sys.stdout)
+    sh.setFormatter(fmt)
+    root.addHandler(fh)
+    root.addHandler(sh)
+
+
+def _precision(cfg: TrainingConfig) -> dict[str, bool]:
+    cuda = torch.cuda.is_available()
+    p = cfg.training.precision
+    if p == "auto":
+        p = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "fp32"
+    return {"bf16": p == "bf16", "fp16": p == "fp16"}
+
+
+def _auto(value: bool | str) -> bool:
+    return torch.cuda.is_available() if value == "auto" else bool(value)
+
+
+def build_datasets(spec: dict[str, Any], tokenizer: Any, cfg: TrainingConfig) -> tuple[list, list]:
+    from ..datasets import load_chats, split_indices
+
+    t = cfg.training
+    chats = load_chats(Path(spec["dataset"]["path"]))
+    if spec.get("eval_dataset"):
+        train_chats, eval_chats = chats, load_chats(Path(spec["eval_dataset"]["path"]))
+    elif t.eval_split > 0 and len(chats) >= 2:
+        tr, ev = split_indices(len(chats), t.eval_split, t.seed)
+        train_chats, eval_chats = [chats[i] for i in tr], [chats[i] for i in ev]
+    else:
+        train_chats, eval_chats = chats, []
+    train = encode_all(tokenizer, train_chats, t.max_seq_length)
+    evals = encode_all(tokenizer, eval_chats, t.max_seq_length)
+    if t.packing:
+        train = pack(train, t.max_seq_length)
+    return train, evals
+
+
+def build_trainer(spec: dict[str, Any], job_dir: Path, on_event: Any = None) -> tuple[WorkbenchTrainer, ControlCallback]:
+    from ..models import load_model, load_tokenizer
+
+    cfg = TrainingConfig.model_validate(spec["config"])
+    t = cfg.training
+    if t.torch_threads:
+        torch.set_num_threads(t.torch_threads)
+    set_seed(t.seed)
+    owner = spec.get("owner", "local")
+    log.info("Loading model %s...", spec["model"])
+    tokenizer = load_tokenizer(spec["model"], owner=owner)
+    model = load_model(spec["model"], owner=owner)
+    log.info("Model loaded successfully (%s parameters)", f"{sum(p.numel() for p in model.parameters()):,}")
+    if t.method == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        lc = cfg.lora
+        model = get_peft_model(model, LoraConfig(r=lc.r, lora_alpha=lc.lora_alpha, lora_dropout=lc.lora_dropout,
+                                                 target_modules=lc.target_modules, task_type="CAUSAL_LM"))
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        log.info("LoRA r=%d alpha=%d: %s trainable parameters", lc.r, lc.lora_alpha, f"{trainable:,}")
+    if _auto(t.gradient_checkpointing):
+        model.gradient_checkpointing_enable()
+        if t.method == "lora":
+            model.enable_input_require_grads()
+    train, evals = build_datasets(spec, tokenizer, cfg)
+    log.info("Dataset: %d training rows, %d eval rows (packing=%s)", len(train), len(evals), t.packing)
+    out = job_dir / "output"
+    args = TrainingArguments(
+        output_dir=str(out), num_train_epochs=t.num_train_epochs, max_steps=t.max_steps,
+        per_device_train_batch_size=t.per_device_train_batch_size,
+        per_device_eval_batch_size=t.per_device_eval_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps, learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler_type, warmup_steps=t.warmup_steps, weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm, logging_steps=t.logging_steps,
+        eval_strategy="steps" if evals else "no", eval_steps=t.eval_steps or t.save_steps,
+        save_strategy="steps", save_steps=t.save_steps, save_total_limit=None, seed=t.seed, data_seed=t.seed,
+        auto_find_batch_size=_auto(t.auto_find_batch_size), use_cpu=not torch.cuda.is_available(),
+        report_to="none", dataloader_num_workers=0, remove_unused_columns=False, disable_tqdm=True,
+        **_precision(cfg),
+    )
+    counter = TokenCounter()
+    latest = progress.load_summary(job_dir).get("latest") or {}
+    counter.processed = latest.get("num_tokens_processed", 0)  # job totals survive pause/resume
+    counter.trained = latest.get("num_tokens_trained", 0)
+    metrics = MetricsCallback(job_dir / "metrics.jsonl", counter, on_event)
+    control = ControlCallback(job_dir / "control")
+    trainer = WorkbenchTrainer(
+        model=model, args=args, train_dataset=train, eval_dataset=evals or None,
+        data_collator=Collator(tokenizer.pad_token_id), processing_class=tokenizer, counter=counter,
+        callbacks=[metrics, control, RetentionCallback(out, t.save_total_limit, metrics)],
+    )
+    return trainer, control
+
+
+def _set_running(spec: dict[str, Any]) -> None:
+    from ..jobs.state import try_set_state
+
+    try_set_state(spec["job_id"], "running")
+
+
+def _register_kernel(job_dir: Path, job_id: str) -> None:
+    """Tell the runner (and cancel) which process and connection file this kernel is."""
+    import psutil
+
+    from ..jobs.state import TABLE
+    from ..store import get_store
+
+    try:
+        from ipykernel.connect import get_connection_file
+
+        conn = get_connection_file()
+    except Exception:  # not inside a kernel (e.g. called from plain Python)
+        conn = None
+    run = (get_store().get(TABLE, job_id) or {}).get("run", 1)
+    me = psutil.Process()
+    atomic_write_json(job_dir / "kernel.json", {"pid": me.pid, "create_time": me.create_time(),
+                                                "connection_file": conn, "run": run})
+
+
+def run_job(job_dir: str | Path, resume_from_checkpoint: str | None = None) -> dict[str, Any]:
+    job_dir = Path(job_dir)
+    _setup_logging(job_dir)
+    spec = json.loads((job_dir / "job.json").read_text())
+    _register_kernel(job_dir, spec["job_id"])
+    started = time.time()
+    trainer, control = build_trainer(spec, job_dir)
+    ckpt = resume_from_checkpoint or None
+    if ckpt and not Path(ckpt).is_absolute():
+        ckpt = str(job_dir / "output" / ckpt)
+    _set_running(spec)
+    if ckpt:
+        log.info("Resuming from %s...", ckpt)
+    else:
+        log.info("Starting training...")
+    out = trainer.train(resume_from_checkpoint=ckpt)
+    state = trainer.state
+    if control.paused_at is not None:
+        result = {"status": "paused", "step": state.global_step,
+                  "checkpoint": f"checkpoint-{state.global_step}", "total_steps": state.max_steps}
+        log.info("Training paused at step %d", state.global_step)
+    else:
+        final = job_dir / "output" / "final"
+        trainer.save_model(str(final))
+        result = {"status": "completed", "step": state.global_step, "total_steps": state.max_steps,
+                  "train_loss": out.training_loss, "final_dir": "final", "metrics": out.metrics}
+        log.info("Training completed: %d steps, train_loss %.4f", state.global_step, out.training_loss)
+    result["run_seconds"] = round(time.time() - started, 3)
+    atomic_write_json(job_dir / "result.json", result)
+    return result
