@@ -147,26 +147,38 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Build tiny-chat, register the sample dataset, train a short LoRA job with a progress bar."""
+    """Build tiny-chat, register the sample dataset, train a short LoRA job, validate it."""
     from .datasets import DatasetService
     from .jobs.service import JobService
+    from .results.evaluate import validate
     from .tinymodel import ensure_tiny_chat
 
     print(f"WORKBENCH_HOME={home.home()}")
-    print("building tiny-chat (first run only)...")
     ensure_tiny_chat()
-    ds = DatasetService().register_sample()
-    print(f"dataset {ds['id']}: {ds['name']} ({ds['samples']} samples)")
+    datasets = DatasetService()
+    ds = datasets.register_sample()
+    held_out = datasets.split(ds["id"], eval_fraction=0.1, seed=42)
+    print(f"dataset {ds['id']}: {ds['name']} ({ds['samples']} samples; "
+          f"{held_out['train']['samples']} train / {held_out['eval']['samples']} eval)")
     svc = JobService()
-    job = svc.start("tiny-chat", ds["id"], "lora", overrides=[
-        f"training.max_steps={args.max_steps}", "training.logging_steps=5", "training.save_steps=20",
-        "training.per_device_train_batch_size=8", "training.learning_rate=1e-3", "training.torch_threads=1",
+    job = svc.start("tiny-chat", held_out["train"]["id"], "lora", eval_dataset=held_out["eval"]["id"], overrides=[
+        f"training.max_steps={args.max_steps}", "training.logging_steps=10", "training.save_steps=50",
+        "training.per_device_train_batch_size=8", "training.learning_rate=3e-3", "training.torch_threads=1",
+        "training.warmup_steps=10",
     ], name="demo: tiny-chat LoRA on customer support")
     st = follow(svc, job["id"])
-    first = next((e["loss"] for e in svc.metrics(job["id"], types={"train"})), None)
     _print(_where(job["id"], st), False)
-    print(f"\nloss {first} -> {st['loss']}  (eval_loss best {st['best_eval_loss']})")
-    return 0 if st["status"] == "completed" else 1
+    if st["status"] != "completed":
+        return 1
+    first = next((e["loss"] for e in svc.metrics(job["id"], types={"train"})), None)
+    print(f"\nloss {first:.3f} -> {st['loss']:.3f}   best eval_loss {st['best_eval_loss']:.3f} "
+          f"at step {st['best_step']}")
+    print("validating the final adapter on the held-out split...")
+    val = validate(job["id"], "final", held_out["eval"]["id"], max_samples=40)
+    print("  " + "  ".join(f"{k} {v}" for k, v in val["metrics"].items()))
+    for ex in val.get("examples", [])[:2]:
+        print(f"\n  user:      {ex['prompt']}\n  model:     {ex['generated']}\n  reference: {ex['reference']}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -195,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     j.set_defaults(func=cmd_jobs)
 
     d = sub.add_parser("demo", help="build tiny-chat and train the demo LoRA job")
-    d.add_argument("--max-steps", type=int, default=60)
+    d.add_argument("--max-steps", type=int, default=200)
     d.set_defaults(func=cmd_demo)
     return p
 

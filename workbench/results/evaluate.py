@@ -248,6 +248,7 @@ def validate(job_id: str | None, model_path: str, test_dataset_id: str,
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     results: dict[str, float] = {}
     label_tokens = None
+    shown: list[dict[str, str]] = []
     with torch.inference_mode():
         if "perplexity" in wanted or "accuracy" in wanted:
             examples = [ex for c in chats if (ex := encode_chat(tokenizer, c, max_len)) is not None]
@@ -266,7 +267,10 @@ def validate(job_id: str | None, model_path: str, test_dataset_id: str,
                 last = max(i for i, m in enumerate(c) if m["role"] == "assistant")
                 prompts.append(_prompt_ids(tokenizer, c[:last], keep))
                 refs.append(c[last]["content"].strip())
-            results["bleu"] = round(bleu(generate_answers(model, tokenizer, prompts, max_new_tokens, batch_size), refs), 4)
+            hyps = generate_answers(model, tokenizer, prompts, max_new_tokens, batch_size)
+            results["bleu"] = round(bleu(hyps, refs), 4)
+            shown = [{"prompt": next((m["content"] for m in reversed(c) if m["role"] == "user"), ""),
+                      "reference": r, "generated": h} for c, r, h in zip(chats, refs, hyps)][:3]
     ordered = {k: results[k] for k in wanted}
     return {
         "job_id": f"val-{uuid.uuid4()}",
@@ -277,5 +281,6 @@ def validate(job_id: str | None, model_path: str, test_dataset_id: str,
         "test_dataset_id": test_dataset_id,
         "samples": len(chats),
         "label_tokens": label_tokens,
+        "examples": shown,
         "duration_seconds": round(time.perf_counter() - started, 3),
     }
