@@ -1,8 +1,8 @@
 """Real finished jobs, made once per test session without papermill.
 
-``JobService.start`` writes the job folder and record exactly as in production, with an
-executor that launches nothing; the engine's ``run_job`` then trains tiny-chat in this
-process, and the record is moved to ``completed`` the way the runner does it.
+``JobService.start`` writes the job folder and record exactly as in production; the
+``InProcessExecutor`` then trains tiny-chat in this process and records the outcome the
+way the papermill runner does.
 
 * ``lora_job`` — LoRA, 20 steps, checkpoints at 10 and 20 (+ ``final``);
 * ``full_job`` — full fine-tune, 10 steps (a checkpoint that is a whole model);
@@ -13,7 +13,6 @@ Every test runs with ``WORKBENCH_HOME`` pointing at that session home.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -24,19 +23,6 @@ FAST = {"training": {"max_steps": 20, "logging_steps": 5, "save_steps": 10, "eva
                      "learning_rate": 1e-3, "save_total_limit": 5}}
 
 
-class NoLaunch:
-    """An executor that starts nothing: the test runs the engine itself."""
-
-    def launch(self, job: dict[str, Any]) -> dict[str, Any]:
-        return {}
-
-    def is_alive(self, job: dict[str, Any]) -> bool:
-        return True
-
-    def stop(self, job: dict[str, Any], grace: float = 5.0) -> None:
-        pass
-
-
 def _env(mp: pytest.MonkeyPatch, home: Path, tiny: Path) -> None:
     mp.setenv("WORKBENCH_HOME", str(home))
     mp.setenv("WORKBENCH_TINY_CHAT_CACHE", str(tiny))
@@ -44,24 +30,15 @@ def _env(mp: pytest.MonkeyPatch, home: Path, tiny: Path) -> None:
 
 
 def run_real_job(dataset_id: str, config: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    """Start a job through JobService, train it in-process, mark it completed."""
-    from workbench import home
+    """Start a job through JobService and train it to the end in this process."""
     from workbench.configs import deep_merge
+    from workbench.jobs.executor import InProcessExecutor
     from workbench.jobs.service import JobService
-    from workbench.jobs.state import set_state
-    from workbench.training.engine import run_job
 
-    svc = JobService(executor=NoLaunch())
+    svc = JobService(executor=InProcessExecutor())
     job = svc.start("tiny-chat", dataset_id, config, overrides=deep_merge(FAST, overrides))
-    try:
-        result = run_job(home.job_dir(job["id"]))
-    finally:
-        for h in list(logging.getLogger("workbench").handlers):  # run_job's handlers hold training.log open
-            logging.getLogger("workbench").removeHandler(h)
-            h.close()
-    assert result["status"] == "completed", result
-    set_state(job["id"], "completed", result=result)
-    return svc.get(job["id"])
+    assert job["status"] == "completed", job
+    return job
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ import psutil
 
 from .. import home
 from ..store import Store, get_store
-from .state import TABLE, set_state, try_set_state
+from .state import TABLE, record_outcome, set_state, try_set_state
 
 
 class Executor(Protocol):
@@ -90,6 +90,32 @@ class LocalExecutor:
             time.sleep(0.05)
 
 
+class InProcessExecutor:
+    """Runs each job to its end inside the calling process, without papermill or a kernel.
+
+    For debugging, benchmarks and tests that want the engine without process overhead;
+    ``launch`` returns only when the run has paused, completed or failed.
+    """
+
+    def launch(self, job: dict[str, Any]) -> dict[str, Any]:
+        from ..training.engine import run_job
+
+        me = psutil.Process()
+        get_store().update(TABLE, job["id"], {"runner_pid": me.pid, "runner_create_time": me.create_time(),
+                                               "launching": False})
+        try:
+            record_outcome(job["id"], run_job(home.job_dir(job["id"]), resume_from_checkpoint=job.get("resume_from")))
+        except Exception as exc:  # noqa: BLE001 - recorded on the job, like the runner does
+            try_set_state(job["id"], "failed", error=f"{type(exc).__name__}: {exc}")
+        return {}
+
+    def is_alive(self, job: dict[str, Any]) -> bool:
+        return pid_alive(job.get("runner_pid"), job.get("runner_create_time"))
+
+    def stop(self, job: dict[str, Any], grace: float = 5.0) -> None:
+        """Nothing to stop: a run in this process has already ended when ``launch`` returns."""
+
+
 def _kernel_info(job_id: str) -> dict[str, Any]:
     import json
 
@@ -119,7 +145,8 @@ def dispatch(executor: Executor | None = None, store: Store | None = None) -> li
     for j in chosen:
         try:
             fields = executor.launch(j)
-            store.update(TABLE, j["id"], {**fields, "launching": False})
+            if fields:
+                store.update(TABLE, j["id"], {**fields, "launching": False})
             launched.append(j["id"])
         except Exception as exc:  # could not even start a process
             try_set_state(j["id"], "failed", error=f"could not launch job: {exc}")

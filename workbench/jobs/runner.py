@@ -17,7 +17,7 @@ from pathlib import Path
 from .. import home
 from ..store import get_store
 from .executor import dispatch, pid_alive
-from .state import TABLE, try_set_state
+from .state import TABLE, record_outcome, try_set_state
 
 HEARTBEAT_SECONDS = 5.0
 
@@ -74,11 +74,7 @@ def main(job_id: str) -> int:
         pm.execute_notebook(str(template_path()), str(out_nb), parameters=params, kernel_name="python3",
                             log_output=True, progress_bar=False, cwd=str(jd))
         done.set()
-        result = json.loads((jd / "result.json").read_text())
-        if result["status"] == "paused":
-            try_set_state(job_id, "paused", checkpoint=result.get("checkpoint"))
-        else:
-            try_set_state(job_id, "completed", result=result)
+        record_outcome(job_id, json.loads((jd / "result.json").read_text()))
     except KeyboardInterrupt:
         done.set()
         try_set_state(job_id, "cancelled", error="interrupted")

@@ -64,3 +64,10 @@ def try_set_state(job_id: str, new: str, **fields: Any) -> dict[str, Any] | None
 def active_jobs_using_config(store: Store, config_id: str) -> list[dict[str, Any]]:
     with store.transaction() as tx:
         return tx.search(TABLE, lambda r: r.get("config_id") == config_id and r["status"] in ACTIVE)
+
+
+def record_outcome(job_id: str, result: dict[str, Any]) -> dict[str, Any] | None:
+    """Store what a run's ``result.json`` says: paused (with its checkpoint) or completed."""
+    if result["status"] == "paused":
+        return try_set_state(job_id, "paused", checkpoint=result.get("checkpoint"))
+    return try_set_state(job_id, "completed", result=result)

@@ -56,11 +56,17 @@ class WorkbenchTrainer(Trainer):
         sched._last_lr = [g["lr"] for g in self.optimizer.param_groups]
 
 
+def _close_logging() -> None:
+    root = logging.getLogger("workbench")
+    for h in list(root.handlers):
+        root.removeHandler(h)
+        h.close()
+
+
 def _setup_logging(job_dir: Path) -> None:
     root = logging.getLogger("workbench")
     root.setLevel(logging.INFO)
-    for h in list(root.handlers):
-        root.removeHandler(h)
+    _close_logging()
     fmt = logging.Formatter("[%(asctime)s] %(message)s", "%Y-%m-%d %H:%M:%S")
     fh = logging.FileHandler(job_dir / "training.log")
     fh.setFormatter(fmt)
@@ -184,6 +190,16 @@ def _register_kernel(job_dir: Path, job_id: str) -> None:
 def run_job(job_dir: str | Path, resume_from_checkpoint: str | None = None) -> dict[str, Any]:
     job_dir = Path(job_dir)
     _setup_logging(job_dir)
+    try:
+        return _run(job_dir, resume_from_checkpoint)
+    except BaseException:
+        log.exception("Training failed")
+        raise
+    finally:
+        _close_logging()
+
+
+def _run(job_dir: Path, resume_from_checkpoint: str | None) -> dict[str, Any]:
     spec = json.loads((job_dir / "job.json").read_text())
     _register_kernel(job_dir, spec["job_id"])
     started = time.time()
