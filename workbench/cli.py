@@ -50,7 +50,7 @@ def follow(service: Any, job_id: str) -> dict[str, Any]:
     def on_sigint(signum: int, frame: Any) -> None:
         interrupted["n"] += 1
         if interrupted["n"] == 1:
-            bar.write("pausing job (checkpoint, then stop)... press Ctrl+C again to detach")
+            bar.write("pausing job (checkpoint, then stop)... press Ctrl+C again to detach", file=sys.stderr)
             (home.job_dir(job_id) / "control").write_text("pause")
         else:
             raise KeyboardInterrupt
@@ -61,7 +61,7 @@ def follow(service: Any, job_id: str) -> dict[str, Any]:
             if ev["kind"] == "status":
                 bar.set_description(f"{job_id} [{ev['status']}]")
                 if ev.get("error"):
-                    bar.write(f"error: {ev['error']}")
+                    bar.write(f"error: {ev['error']}", file=sys.stderr)
                 continue
             if ev.get("total_steps"):
                 bar.total = ev["total_steps"]
@@ -74,7 +74,7 @@ def follow(service: Any, job_id: str) -> dict[str, Any]:
                 bar.set_postfix(post, refresh=False)
             bar.refresh()
     except KeyboardInterrupt:
-        bar.write(f"detached; the job keeps going. Follow it with: workbench jobs show {job_id}")
+        bar.write(f"detached; the job keeps going. Follow it with: workbench jobs show {job_id}", file=sys.stderr)
     finally:
         signal.signal(signal.SIGINT, old)
         bar.close()
@@ -181,6 +181,48 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the REST API; multi-user auth is forced on any non-loopback address."""
+    import uvicorn
+
+    from .jobs.service import JobService
+    from .server.app import create_app
+
+    auth = args.auth or args.host not in LOOPBACK
+    failed = JobService().reconcile_all()
+    if failed:
+        print(f"marked {len(failed)} dead job(s) failed: {', '.join(failed)}", file=sys.stderr)
+    print(f"workbench API on http://{args.host}:{args.port} ({'multi-user: bearer tokens required' if auth else 'local single-user'})",
+          file=sys.stderr)
+    uvicorn.run(create_app(auth_required=auth), host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    from . import users
+
+    if args.action == "add":
+        if not args.name:
+            raise WorkbenchError("users add needs a NAME", field="name")
+        user, token = users.add_user(args.name)
+        print(f"user {user['id']} ({user['name']}); token (shown once, store it now):\n{token}")
+    elif args.action == "token":
+        if not args.name:
+            raise WorkbenchError("users token needs a NAME", field="name")
+        print(users.issue_token(args.name)[1])
+    elif args.action == "list":
+        _print(users.list_tokens(), args.json)
+    elif args.action == "revoke":
+        if not args.name:
+            raise WorkbenchError("users revoke needs a token id or prefix", field="id")
+        users.revoke(args.name)
+        print(f"revoked {args.name}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="workbench", description="Fine-Tune Workbench")
     sub = p.add_subparsers(dest="command", required=True)
@@ -209,6 +251,18 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="build tiny-chat and train the demo LoRA job")
     d.add_argument("--max-steps", type=int, default=200)
     d.set_defaults(func=cmd_demo)
+    s = sub.add_parser("serve", help="serve the REST API with uvicorn")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--auth", action="store_true", help="require bearer tokens even on loopback")
+    s.add_argument("--log-level", default="info")
+    s.set_defaults(func=cmd_serve)
+
+    u = sub.add_parser("users", help="users and bearer tokens")
+    u.add_argument("action", choices=["add", "token", "list", "revoke"])
+    u.add_argument("name", nargs="?", help="user name (add, token) or token id/prefix (revoke)")
+    u.add_argument("--json", action="store_true")
+    u.set_defaults(func=cmd_users)
     return p
 
 

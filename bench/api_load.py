@@ -1,0 +1,286 @@
+"""API under load: ``GET /api/training/status/{id}`` vs a trivial JSON endpoint, same server.
+
+One run:
+
+1. a scratch ``WORKBENCH_HOME`` with a real completed tiny-chat job (trained in this process
+   with ``InProcessExecutor``) and a synthetic job whose ``metrics.jsonl`` holds 100k points;
+2. the real app — ``create_app()`` plus a ``/bench/trivial`` route returning a small JSON
+   object — served by uvicorn, one worker, in a subprocess, on a loopback port;
+3. 100 concurrent connections against each endpoint in turn (``wrk`` if installed, else an
+   asyncio httpx generator in its own process): requests/s, p50 and p99 latency, side by side;
+4. the latency of ``GET /api/training/local/{id}/metrics`` on the 100k-point job.
+
+The trivial route runs through the same middleware, so the ratio is what the status handler
+itself costs. Goals: status ≥ 0.5 × trivial req/s, status p99 ≤ 100 ms, metrics ≤ 300 ms.
+
+    python bench/api_load.py [--duration 10] [--connections 100] [--points 100000] [--auth] [--tool wrk|httpx]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import scratch_home, table  # noqa: E402
+
+TINY_JOB = {"training": {"max_steps": 10, "logging_steps": 5, "save_steps": 10, "torch_threads": 1,
+                         "per_device_train_batch_size": 4, "max_seq_length": 256}}
+
+
+# --- the state to read ---------------------------------------------------------------------------
+
+def make_jobs(points: int) -> tuple[str, str, str | None]:
+    """A real completed job, a synthetic copy of it with ``points`` train events, and a token."""
+    import torch
+
+    from workbench import home
+    from workbench.datasets import DatasetService
+    from workbench.jobs import progress
+    from workbench.jobs.executor import InProcessExecutor
+    from workbench.jobs.service import JobService
+    from workbench.jobs.state import TABLE
+    from workbench.records import new_id
+    from workbench.store import atomic_write_json, get_store
+    from workbench.users import add_user
+
+    torch.set_num_threads(1)
+    sample = DatasetService().register_sample()
+    job = JobService(executor=InProcessExecutor()).start("tiny-chat", sample["id"], "lora", overrides=TINY_JOB)
+    assert job["status"] == "completed", job
+
+    big = new_id("job")
+    jd = home.job_dir(big)
+    jd.mkdir(parents=True)
+    shutil.copy(home.job_dir(job["id"]) / "job.json", jd / "job.json")
+    write_metrics(jd / "metrics.jsonl", points)
+    progress.save_summary(jd, progress.rebuild(jd))
+    get_store().insert(TABLE, {**job, "id": big, "name": f"synthetic {points} points",
+                               "result": {**(job.get("result") or {}), "step": points, "total_steps": points}})
+    _, token = add_user("bench")
+    return job["id"], big, token
+
+
+def write_metrics(path: Path, points: int) -> None:
+    """``points`` train events in the engine's format (an eval every 100 steps)."""
+    import math
+
+    t0 = time.time() - points
+    with path.open("w") as fh:
+        fh.write(json.dumps({"type": "status", "status": "running", "message": "synthetic",
+                             "total_steps": points, "total_epochs": 1, "total_samples": points * 8,
+                             "timestamp": _iso(t0)}) + "\n")
+        for step in range(1, points + 1):
+            loss = 0.4 + 4.6 * math.exp(-step / (points / 5))
+            fh.write(json.dumps({
+                "type": "train", "step": step, "epoch": round(step / points, 5), "total_steps": points,
+                "loss": round(loss, 4), "learning_rate": 2e-4 * (1 - step / points), "grad_norm": 0.8,
+                "train_perplexity": round(math.exp(loss), 4), "samples_per_second": 12.5,
+                "tokens_per_second": 1600.0, "trained_tokens_per_second": 700.0,
+                "num_tokens_processed": step * 1600, "num_tokens_trained": step * 700, "rss_gb": 1.2,
+                "gpu_memory_allocated_gb": None, "gpu_memory_reserved_gb": None,
+                "gpu_utilization_percent": None, "timestamp": _iso(t0 + step)}) + "\n")
+            if step % 100 == 0:
+                fh.write(json.dumps({"type": "eval", "step": step, "epoch": round(step / points, 5),
+                                     "eval_loss": round(loss * 1.05, 4),
+                                     "eval_perplexity": round(math.exp(loss * 1.05), 4),
+                                     "timestamp": _iso(t0 + step)}) + "\n")
+
+
+def _iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}Z"
+
+
+# --- the server (subprocess) ---------------------------------------------------------------------
+
+def serve(port: int, auth: bool) -> None:
+    """``create_app()`` with one extra trivial route, on uvicorn with a single worker."""
+    import uvicorn
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from workbench.server.app import create_app
+
+    async def trivial(request: Request) -> JSONResponse:
+        return JSONResponse({"ok": True, "job_id": "job-0000000000", "status": "completed"})
+
+    app = create_app(auth_required=auth)
+    app.router.routes.insert(0, Route("/bench/trivial", trivial, methods=["GET"]))
+    uvicorn.run(app, host="127.0.0.1", port=port, workers=1, log_level="warning", access_log=False)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("server did not open its port")
+
+
+# --- load generators -----------------------------------------------------------------------------
+
+_UNIT = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+
+
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text.strip())
+    assert m, text
+    return float(m.group(1)) * _UNIT[m.group(2)]
+
+
+def load_wrk(url: str, connections: int, duration: float, headers: dict[str, str]) -> dict[str, Any]:
+    cmd = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{int(duration)}s", "--latency", "--timeout", "10s"]
+    for k, v in headers.items():
+        cmd += ["-H", f"{k}: {v}"]
+    out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
+    lat = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+            "p50_ms": _ms(lat["50"]), "p99_ms": _ms(lat["99"]),
+            "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+            "non_2xx": int(bad.group(1)) if bad else 0, "socket_errors": errors.group(1) if errors else ""}
+
+
+def load_httpx(url: str, connections: int, duration: float, headers: dict[str, str]) -> dict[str, Any]:
+    """The same measurement with httpx, in a separate process so it doesn't share the server's GIL."""
+    out = subprocess.run([sys.executable, __file__, "--load", url, "--connections", str(connections),
+                          "--duration", str(duration), "--headers", json.dumps(headers)],
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
+async def _httpx_load(url: str, connections: int, duration: float, headers: dict[str, str]) -> dict[str, Any]:
+    import httpx
+
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    latencies: list[float] = []
+    non_2xx = 0
+    async with httpx.AsyncClient(limits=limits, headers=headers, timeout=10) as client:
+        deadline = time.perf_counter() + duration
+
+        async def worker() -> None:
+            nonlocal non_2xx
+            while time.perf_counter() < deadline:
+                t = time.perf_counter()
+                r = await client.get(url)
+                latencies.append((time.perf_counter() - t) * 1000)
+                non_2xx += not r.is_success
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(connections)))
+        elapsed = time.perf_counter() - t0
+    q = statistics.quantiles(latencies, n=100)
+    return {"rps": len(latencies) / elapsed, "p50_ms": q[49], "p99_ms": q[98], "requests": len(latencies),
+            "non_2xx": non_2xx, "socket_errors": ""}
+
+
+# --- the run -------------------------------------------------------------------------------------
+
+def timed_get(base: str, path: str, headers: dict[str, str], n: int) -> dict[str, Any]:
+    import httpx
+
+    times, size = [], 0
+    with httpx.Client(base_url=base, headers=headers, timeout=120) as c:
+        for _ in range(n):
+            t = time.perf_counter()
+            r = c.get(path)
+            times.append((time.perf_counter() - t) * 1000)
+            r.raise_for_status()
+            size = len(r.content)
+    return {"median_ms": round(statistics.median(times), 1), "max_ms": round(max(times), 1),
+            "first_ms": round(times[0], 1), "size_mb": round(size / 2**20, 2), "points": len(r.json().get("metrics", []))}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=float, default=10.0, help="seconds of load per endpoint")
+    ap.add_argument("--connections", type=int, default=100)
+    ap.add_argument("--points", type=int, default=100_000, help="train events in the synthetic job")
+    ap.add_argument("--auth", action="store_true", help="serve with auth required (bearer token on every request)")
+    ap.add_argument("--tool", choices=("auto", "wrk", "httpx"), default="auto")
+    ap.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--load", help=argparse.SUPPRESS)
+    ap.add_argument("--headers", default="{}", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.serve:
+        serve(args.serve, args.auth)
+        return 0
+    if args.load:
+        print(json.dumps(asyncio.run(_httpx_load(args.load, args.connections, args.duration,
+                                                 json.loads(args.headers)))))
+        return 0
+
+    home = scratch_home("api-load")
+    t = time.perf_counter()
+    job_id, big_id, token = make_jobs(args.points)
+    print(f"home {home}: job {job_id} (completed), {big_id} ({args.points} points) "
+          f"ready in {time.perf_counter() - t:.1f}s", file=sys.stderr)
+    tool = args.tool if args.tool != "auto" else ("wrk" if shutil.which("wrk") else "httpx")
+    load = load_wrk if tool == "wrk" else load_httpx
+    headers = {"Authorization": f"Bearer {token}"} if args.auth else {}
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, __file__, "--serve", str(port)] + (["--auth"] if args.auth else [])
+    server = subprocess.Popen(cmd, env={**os.environ, "WORKBENCH_HOME": str(home)})
+    try:
+        wait_port(port, server)
+        endpoints = {"trivial": "/bench/trivial", "status": f"/api/training/status/{job_id}"}
+        for path in endpoints.values():  # warm up, and fail early on a non-2xx
+            timed_get(base, path, headers, 3)
+        rows = []
+        for name, path in endpoints.items():
+            r = load(base + path, args.connections, args.duration, headers)
+            rows.append({"endpoint": f"GET {path}", "req/s": f"{r['rps']:.0f}", "p50 ms": f"{r['p50_ms']:.1f}",
+                         "p99 ms": f"{r['p99_ms']:.1f}", "requests": r["requests"], "non-2xx": r["non_2xx"],
+                         "_r": r})
+        metrics = timed_get(base, f"/api/training/local/{big_id}/metrics", headers, 5)
+        metrics_v1 = timed_get(base, f"/api/training/metrics/{big_id}", headers, 3)
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+
+    trivial, status = rows[0]["_r"], rows[1]["_r"]
+    ratio = status["rps"] / trivial["rps"]
+    print(f"\nuvicorn, 1 worker, {args.connections} connections, {args.duration:.0f}s each, load by {tool}, "
+          f"auth {'on' if args.auth else 'off'}, {os.cpu_count()} CPUs shared by server and load generator\n")
+    print(table(rows, ["endpoint", "req/s", "p50 ms", "p99 ms", "requests", "non-2xx"]))
+    print(f"\nstatus / trivial req/s = {ratio:.2f}   (goal ≥ 0.50: {'ok' if ratio >= 0.5 else 'MISSED'})")
+    print(f"status p99 = {status['p99_ms']:.1f} ms   (goal ≤ 100 ms: {'ok' if status['p99_ms'] <= 100 else 'MISSED'})")
+    print(f"\nGET /api/training/local/{{id}}/metrics, {args.points} points: median {metrics['median_ms']} ms, "
+          f"max {metrics['max_ms']} ms, first {metrics['first_ms']} ms, {metrics['points']} points returned, "
+          f"{metrics['size_mb']} MB   (goal ≤ 300 ms: {'ok' if metrics['median_ms'] <= 300 else 'MISSED'})")
+    print(f"GET /api/training/metrics/{{id}}, same job: median {metrics_v1['median_ms']} ms, "
+          f"{metrics_v1['points']} points, {metrics_v1['size_mb']} MB")
+    bad = trivial["non_2xx"] + status["non_2xx"]
+    if bad:
+        print(f"\nWARNING: {bad} non-2xx responses under load", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,105 @@
+"""A real uvicorn serving ``create_app()`` on a free loopback port, for the whole folder.
+
+The server runs in a background thread of the test process, on a socket bound here (so no
+port race), with auth required: every test talks to it as a user made with
+``workbench.users``, through the SDK client. Jobs run with the real ``LocalExecutor``
+(papermill, detached processes) in a scratch ``WORKBENCH_HOME``; teardown cancels any job
+still alive and stops the server.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from workbench.client import TrainingClient
+
+
+@dataclass
+class LiveServer:
+    base_url: str
+    ws_url: str
+    home: Path
+
+
+@pytest.fixture(scope="package")
+def live_home(tmp_path_factory: pytest.TempPathFactory, tiny_chat_dir: Path) -> Iterator[Path]:
+    mp = pytest.MonkeyPatch()
+    home = tmp_path_factory.mktemp("live-home")
+    mp.setenv("WORKBENCH_HOME", str(home))
+    mp.setenv("WORKBENCH_TINY_CHAT_CACHE", str(tiny_chat_dir))
+    mp.setenv("WORKBENCH_MAX_CONCURRENT_JOBS", "2")
+    mp.setenv("HF_HUB_OFFLINE", "1")
+    yield home
+    mp.undo()
+
+
+def _serve(app: object) -> tuple[object, threading.Thread, int]:
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5,
+                            ws_ping_interval=None)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    return server, thread, port
+
+
+@pytest.fixture(scope="package")
+def live_server(live_home: Path) -> Iterator[LiveServer]:
+    from workbench.jobs.service import JobService
+    from workbench.jobs.state import FINAL, TABLE
+
+    create_app = pytest.importorskip("workbench.server.app").create_app
+
+    server, thread, port = _serve(create_app(auth_required=True))
+    try:
+        yield LiveServer(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", live_home)
+    finally:
+        svc = JobService()
+        for job in svc.store.all(TABLE):  # never leave a job process behind
+            if job["status"] not in FINAL:
+                svc.cancel(job["id"], owner=job["owner"], grace=1)
+        server.should_exit = True  # type: ignore[attr-defined]
+        thread.join(timeout=15)
+
+
+@pytest.fixture(scope="package")
+def alice(live_server: LiveServer) -> tuple[dict, str]:
+    from workbench.users import add_user
+
+    return add_user("alice")
+
+
+@pytest.fixture(scope="package")
+def bob(live_server: LiveServer) -> tuple[dict, str]:
+    from workbench.users import add_user
+
+    return add_user("bob")
+
+
+@pytest.fixture
+def client(live_server: LiveServer, alice: tuple[dict, str]) -> Iterator[TrainingClient]:
+    with TrainingClient(live_server.base_url, token=alice[1]) as c:
+        yield c
+
+
+@pytest.fixture
+def bob_client(live_server: LiveServer, bob: tuple[dict, str]) -> Iterator[TrainingClient]:
+    with TrainingClient(live_server.base_url, token=bob[1]) as c:
+        yield c
