@@ -15,7 +15,7 @@ from ..configs import RESUME_SAFE_KEYS, ConfigService, apply_overrides, deep_mer
 from ..errors import Conflict, InvalidInput, NotFound
 from ..records import LOCAL_USER, new_id, now_iso
 from ..store import Store, atomic_write_json, get_store
-from ..training.callbacks import checkpoint_dirs, checkpoint_eval_loss
+from ..training.callbacks import best_checkpoint, checkpoint_dirs, checkpoint_eval_loss
 from . import progress
 from .executor import Executor, LocalExecutor, dispatch
 from .state import ACTIVE, FINAL, TABLE, set_state, try_set_state
@@ -127,7 +127,10 @@ class JobService:
         out = self.job_dir(job_id, owner) / "output"
         train_loss = {e["step"]: e.get("train_loss") for e in self.metrics(job_id, owner, {"checkpoint"})}
         items = []
-        for c in checkpoint_dirs(out):
+        dirs = checkpoint_dirs(out)
+        best_dir = best_checkpoint(dirs)
+        best = best_dir.name if best_dir else None
+        for c in dirs:
             state = _trainer_state(c)
             step = int(c.name.split("-")[-1])
             losses = [e["loss"] for e in state.get("log_history", []) if "loss" in e and e.get("step", 0) <= step]
@@ -137,8 +140,6 @@ class JobService:
                           "train_loss": train_loss.get(step) or (losses[-1] if losses else None),
                           "size_mb": round(size / 2**20, 2),
                           "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(c.stat().st_mtime))})
-        scored = [c for c in items if c["eval_loss"] is not None]
-        best = min(scored, key=lambda c: c["eval_loss"])["path"] if scored else (items[-1]["path"] if items else None)
         for c in items:
             c["is_best"] = c["path"] == best
         return {"job_id": job_id, "checkpoints": items, "best_checkpoint": best, "total": len(items)}

@@ -13,12 +13,15 @@ from . import progress
 STALE_SECONDS = 300
 
 
-def fmt_duration(seconds: float | None) -> str | None:
+def fmt_duration(seconds: float | None, *, full: bool = False) -> str | None:
+    """``"1h 23m"`` as the status reference shows it; ``full`` always gives ``"1h 0m 0s"``."""
     if seconds is None:
         return None
     seconds = int(round(seconds))
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
+    if full:
+        return f"{h}h {m}m {s}s"
     return f"{h}h {m}m" if h else (f"{m}m {s}s" if m else f"{s}s")
 
 

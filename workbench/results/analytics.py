@@ -48,6 +48,7 @@ from typing import Any
 
 from .. import home
 from ..errors import InvalidInput
+from ..jobs.status import fmt_duration
 from ..records import LOCAL_USER, parse_iso
 
 TOP_JOBS = 5
@@ -70,13 +71,8 @@ def _round(value: float | None, ndigits: int = 4) -> float | None:
 
 
 def format_duration(seconds: float | None) -> str | None:
-    """``3600`` → ``"1h 0m 0s"`` (the reference format)."""
-    if seconds is None:
-        return None
-    s = int(round(seconds))
-    h, rem = divmod(s, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}h {m}m {s}s"
+    """``3600`` → ``"1h 0m 0s"`` (the analytics reference format)."""
+    return fmt_duration(seconds, full=True)
 
 
 # --- one pass over metrics.jsonl ------------------------------------------------------------
@@ -186,12 +182,11 @@ def _duration(job: dict[str, Any], facts: dict[str, Any]) -> float:
 
 def _checkpoints(job_id: str) -> dict[str, Any]:
     """Count and best (lowest eval loss, else the latest) — the rule of the checkpoints listing."""
-    from ..training.callbacks import checkpoint_dirs, checkpoint_eval_loss
+    from ..training.callbacks import best_checkpoint, checkpoint_dirs
 
     dirs = checkpoint_dirs(home.job_dir(job_id) / "output")
-    scored = [(loss, d.name) for d in dirs if (loss := checkpoint_eval_loss(d)) is not None]
-    best = min(scored)[1] if scored else (dirs[-1].name if dirs else None)
-    return {"total": len(dirs), "best_checkpoint": best}
+    best = best_checkpoint(dirs)
+    return {"total": len(dirs), "best_checkpoint": best.name if best else None}
 
 
 def _analytics(job: dict[str, Any]) -> dict[str, Any]:

@@ -178,12 +178,21 @@ def checkpoint_eval_loss(ckpt: Path) -> float | None:
     return evals[-1]["eval_loss"] if evals and evals[-1].get("step") == step else None
 
 
-def prune_checkpoints(output_dir: Path, keep_last: int) -> list[str]:
-    ckpts = checkpoint_dirs(output_dir)
-    keep = set(ckpts[-keep_last:])
+def best_checkpoint(ckpts: list[Path]) -> Path | None:
+    """The checkpoint with the lowest eval_loss, else the latest (None when there are none)."""
     scored = [(loss, c) for c in ckpts if (loss := checkpoint_eval_loss(c)) is not None]
     if scored:
-        keep.add(min(scored, key=lambda t: t[0])[1])
+        return min(scored, key=lambda t: t[0])[1]
+    return ckpts[-1] if ckpts else None
+
+
+def prune_checkpoints(output_dir: Path, keep_last: int) -> list[str]:
+    """Delete all but the last ``keep_last`` checkpoints and the best one."""
+    ckpts = checkpoint_dirs(output_dir)
+    keep = set(ckpts[-keep_last:])
+    best = best_checkpoint(ckpts)
+    if best is not None:
+        keep.add(best)
     removed = []
     for c in ckpts:
         if c not in keep:
