@@ -197,7 +197,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"marked {len(failed)} dead job(s) failed: {', '.join(failed)}", file=sys.stderr)
     print(f"workbench API on http://{args.host}:{args.port} ({'multi-user: bearer tokens required' if auth else 'local single-user'})",
           file=sys.stderr)
-    uvicorn.run(create_app(auth_required=auth), host=args.host, port=args.port, log_level=args.log_level)
+    # No access log by default: SSE/WebSocket clients may pass ?token=, which must not land in logs.
+    uvicorn.run(create_app(auth_required=auth), host=args.host, port=args.port, log_level=args.log_level,
+                access_log=args.access_log)
     return 0
 
 
@@ -256,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--auth", action="store_true", help="require bearer tokens even on loopback")
     s.add_argument("--log-level", default="info")
+    s.add_argument("--access-log", action="store_true")
     s.set_defaults(func=cmd_serve)
 
     u = sub.add_parser("users", help="users and bearer tokens")

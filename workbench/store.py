@@ -14,9 +14,11 @@ Every record carries an ``id`` and an ``owner`` (user id) so front-ends can isol
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -113,22 +115,46 @@ class Transaction:
 
 
 class Store:
-    """Process-safe access to ``store.json``. Each public call is one locked transaction."""
+    """Process-safe access to ``store.json``.
+
+    Writes (and every read-modify-write) run in one locked :meth:`transaction`. Plain
+    reads (:meth:`get`, :meth:`all`) take no lock: writes are atomic renames, so a reader
+    always sees a whole file, and a parsed snapshot is reused until the file changes
+    (new inode, size or mtime) — status polling then costs a ``stat``, not a parse.
+    """
 
     def __init__(self, path: str | Path | None = None, *, timeout: float = 60.0):
         self.path = Path(path) if path else home.store_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = FileLock(str(self.path) + ".lock", timeout=timeout)
+        # Threads of one process queue here first, so they don't poll the file lock.
+        self._thread_lock = threading.RLock()
+        self._snap_key: tuple[int, int, int] | None = None
+        self._snap: dict[str, dict[str, dict[str, Any]]] = {}
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
-        with self._lock:
+        with self._thread_lock, self._lock:
             db = TinyDB(self.path, storage=AtomicJSONStorage)
             yield Transaction(db)
 
+    def _snapshot(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """``{table: {record_id: record}}`` of the file as it is now, parsed once per version."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return {}
+        key = (st.st_ino, st.st_size, st.st_mtime_ns)
+        with self._thread_lock:
+            if key != self._snap_key:
+                raw = AtomicJSONStorage(self.path).read() or {}
+                self._snap = {t: {d["id"]: d for d in docs.values() if "id" in d} for t, docs in raw.items()}
+                self._snap_key = key
+            return self._snap
+
     def get(self, table: str, record_id: str) -> dict[str, Any] | None:
-        with self.transaction() as tx:
-            return tx.get(table, record_id)
+        rec = self._snapshot().get(table, {}).get(record_id)
+        return copy.deepcopy(rec) if rec is not None else None
 
     def require(self, table: str, record_id: str, owner: str | None = None) -> dict[str, Any]:
         """The record, or NotFound — also when it belongs to another owner, so ids don't leak."""
@@ -150,8 +176,8 @@ class Store:
             return tx.delete(table, record_id)
 
     def all(self, table: str, owner: str | None = None) -> list[dict[str, Any]]:
-        with self.transaction() as tx:
-            return tx.all(table, owner)
+        docs = self._snapshot().get(table, {}).values()
+        return [copy.deepcopy(d) for d in docs if owner is None or d.get("owner") == owner]
 
 
 _stores: dict[Path, Store] = {}
