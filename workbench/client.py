@@ -23,10 +23,11 @@ import email.message
 import json
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -82,6 +83,11 @@ def filename_from_disposition(header: str | None) -> str | None:
     return name if name not in ("", ".", "..") else None
 
 
+def _seg(value: str) -> str:
+    """An id as one path segment: a ``/`` or ``?`` in it can't reach another route."""
+    return quote(str(value), safe="")
+
+
 def _unwrap(body: Any, key: str) -> Any:
     return body[key] if isinstance(body, dict) and key in body else body
 
@@ -123,7 +129,9 @@ class TrainingClient:
         return self.request("GET", path, **kwargs)
 
     def _post(self, path: str, body: Any = None, **kwargs: Any) -> Any:
-        return self.request("POST", path, json=body, **kwargs) if body is not None else self.request("POST", path, **kwargs)
+        if body is not None:
+            kwargs["json"] = body
+        return self.request("POST", path, **kwargs)
 
     def health(self) -> Any:
         return self._get("/health")
@@ -142,7 +150,7 @@ class TrainingClient:
         return _unwrap(self._post("/api/models", body), "model")
 
     def delete_model(self, model_id: str) -> Any:
-        return self.request("DELETE", f"/api/models/{model_id}")
+        return self.request("DELETE", f"/api/models/{_seg(model_id)}")
 
     # ---- datasets -------------------------------------------------------------------------
     def upload_dataset(self, path: str | os.PathLike[str], name: str | None = None, format: str = "auto",
@@ -160,6 +168,18 @@ class TrainingClient:
     def list_datasets(self) -> list[dict[str, Any]]:
         return _unwrap(self._get("/api/training/dataset"), "datasets")
 
+    def get_dataset(self, dataset_id: str, model: str | None = None) -> dict[str, Any]:
+        """``{"dataset": record, "stats": ...}``; with ``model``, token counts use its tokenizer."""
+        return self._get(f"/api/training/dataset/{_seg(dataset_id)}", params={"model": model} if model else None)
+
+    def split_dataset(self, dataset_id: str, eval_fraction: float = 0.1, seed: int = 42) -> dict[str, Any]:
+        """A seeded train/eval split; ``{"train": dataset, "eval": dataset}``."""
+        return self._post(f"/api/training/dataset/{_seg(dataset_id)}/split",
+                          {"eval_fraction": eval_fraction, "seed": seed})
+
+    def delete_dataset(self, dataset_id: str) -> Any:
+        return self.request("DELETE", f"/api/training/dataset/{_seg(dataset_id)}")
+
     # ---- configs --------------------------------------------------------------------------
     def create_config(self, name: str, config_json: Mapping[str, Any] | None = None, template_type: str = "sft",
                       description: str = "") -> dict[str, Any]:
@@ -169,18 +189,21 @@ class TrainingClient:
             body["config_json"] = dict(config_json)
         return _unwrap(self._post("/api/training", body), "config")
 
+    def list_templates(self) -> dict[str, Any]:
+        return _unwrap(self._get("/api/training/templates"), "templates")
+
     def list_configs(self) -> list[dict[str, Any]]:
         return _unwrap(self._get("/api/training"), "configs")
 
     def get_config(self, config_id: str) -> dict[str, Any]:
-        return _unwrap(self._get(f"/api/training/{config_id}"), "config")
+        return _unwrap(self._get(f"/api/training/{_seg(config_id)}"), "config")
 
     def update_config(self, config_id: str, **fields: Any) -> dict[str, Any]:
         """Change some of ``name``, ``description``, ``template_type``, ``config_json``."""
-        return _unwrap(self.request("PUT", f"/api/training/{config_id}", json=fields), "config")
+        return _unwrap(self.request("PUT", f"/api/training/{_seg(config_id)}", json=fields), "config")
 
     def delete_config(self, config_id: str) -> Any:
-        return self.request("DELETE", f"/api/training/{config_id}")
+        return self.request("DELETE", f"/api/training/{_seg(config_id)}")
 
     # ---- jobs -----------------------------------------------------------------------------
     def start_training(self, model: str, dataset: str, config: str | Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -203,38 +226,48 @@ class TrainingClient:
                 body[key] = value
         return self._post("/api/training/execute", body)
 
+    def list_jobs(self) -> list[dict[str, Any]]:
+        return _unwrap(self._get("/api/training/jobs"), "jobs")
+
     def get_status(self, job_id: str) -> dict[str, Any]:
-        return self._get(f"/api/training/status/{job_id}")
+        return self._get(f"/api/training/status/{_seg(job_id)}")
 
     def get_local_status(self, job_id: str) -> dict[str, Any]:
-        return self._get(f"/api/training/local/{job_id}/status")
+        return self._get(f"/api/training/local/{_seg(job_id)}/status")
 
     def get_metrics(self, job_id: str) -> dict[str, Any]:
-        return self._get(f"/api/training/metrics/{job_id}")
+        return self._get(f"/api/training/metrics/{_seg(job_id)}")
 
     def get_local_metrics(self, job_id: str) -> dict[str, Any]:
-        return self._get(f"/api/training/local/{job_id}/metrics")
+        return self._get(f"/api/training/local/{_seg(job_id)}/metrics")
 
-    def get_logs(self, job_id: str) -> dict[str, Any]:
-        return self._get(f"/api/training/logs/{job_id}")
+    def get_logs(self, job_id: str, tail: int | None = None) -> dict[str, Any]:
+        """The last ``tail`` lines of ``training.log`` (the server's default: 500)."""
+        return self._get(f"/api/training/logs/{_seg(job_id)}", params={"tail": tail} if tail else None)
 
     def list_checkpoints(self, job_id: str) -> dict[str, Any]:
-        return self._get(f"/api/training/checkpoints/{job_id}")
+        return self._get(f"/api/training/checkpoints/{_seg(job_id)}")
 
     def pause(self, job_id: str) -> dict[str, Any]:
-        return self._post(f"/api/training/pause/{job_id}")
+        """Checkpoint and stop; ``status`` is ``paused``, or still ``running`` (HTTP 202) when the
+        job had not reached its next logging step within the server's wait."""
+        return self._post(f"/api/training/pause/{_seg(job_id)}")
 
-    def resume(self, job_id: str) -> dict[str, Any]:
-        return self._post(f"/api/training/resume/{job_id}")
+    def resume(self, job_id: str, hyperparameters: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Continue a paused job, optionally changing resume-safe hyperparameters first."""
+        body = {"hyperparameters": dict(hyperparameters)} if hyperparameters else None
+        return self._post(f"/api/training/resume/{_seg(job_id)}", body)
 
     def cancel(self, job_id: str) -> dict[str, Any]:
-        return self._post(f"/api/training/cancel/{job_id}")
+        return self._post(f"/api/training/cancel/{_seg(job_id)}")
 
-    def monitor_training(self, job_id: str, interval: float = 2.0, progress: bool = False) -> Iterator[dict[str, Any]]:
+    def monitor_training(self, job_id: str, interval: float = 2.0, progress: bool = False,
+                         until: Collection[str] = FINAL_STATES) -> Iterator[dict[str, Any]]:
         """Yield the job's status every ``interval`` s until it is completed, failed or cancelled.
 
-        ``progress=True`` also draws a tqdm bar (steps, loss). Polling, not streaming, so it
-        works through any proxy; :meth:`events` is the push alternative.
+        ``progress=True`` also draws a tqdm bar (steps, loss). A paused job keeps being polled
+        (it may be resumed); pass ``until={"paused", *FINAL_STATES}`` to stop there too.
+        Polling, not streaming, so it works through any proxy; :meth:`events` is the push way.
         """
         bar = None
         try:
@@ -244,7 +277,7 @@ class TrainingClient:
                     bar = bar or _bar(job_id)
                     _draw(bar, job_id, status)
                 yield status
-                if status.get("status") in FINAL_STATES:
+                if status.get("status") in until:
                     return
                 time.sleep(interval)
         finally:
@@ -254,10 +287,12 @@ class TrainingClient:
     def events(self, job_id: str, *, timeout: float | None = None) -> Iterator[dict[str, Any]]:
         """Server-sent events of a job as ``{"event": name, "data": json, "id": id|None}``.
 
-        Ends when the server closes the stream (at a final state). ``timeout`` bounds the wait
-        for each chunk (default: none, a quiet job may say nothing for long).
+        ``event`` is ``status`` (the job's status changed) or ``metric`` (a ``metrics.jsonl``
+        event), or ``error`` if watching failed on the server. Ends when the server closes the
+        stream, after the final status. ``timeout`` bounds the wait for each chunk (default:
+        none; the server sends a keep-alive comment every 15 s anyway).
         """
-        with self._http.stream("GET", f"/api/training/{job_id}/events", headers={"Accept": "text/event-stream"},
+        with self._http.stream("GET", f"/api/training/{_seg(job_id)}/events", headers={"Accept": "text/event-stream"},
                                timeout=httpx.Timeout(self.timeout, read=timeout)) as response:
             if response.is_error:
                 response.read()
@@ -266,24 +301,28 @@ class TrainingClient:
 
     # ---- results --------------------------------------------------------------------------
     def validate(self, model_path: str, test_dataset_id: str, metrics: Sequence[str] | None = None,
-                 job_id: str | None = None, timeout: float | None = 600) -> dict[str, Any]:
-        """Score a checkpoint (``final``, ``checkpoint-N`` or ``JOB/checkpoint-N``) on a dataset."""
+                 job_id: str | None = None, *, max_samples: int | None = None, max_new_tokens: int | None = None,
+                 timeout: float | None = 600) -> dict[str, Any]:
+        """Score a checkpoint (``final``, ``checkpoint-N`` or ``JOB/checkpoint-N``) on a dataset.
+
+        Runs to completion within the request, hence the long default ``timeout``.
+        """
         body: dict[str, Any] = {"model_path": model_path, "test_dataset_id": test_dataset_id}
-        if metrics is not None:
-            body["metrics_to_compute"] = list(metrics)
-        if job_id is not None:
-            body["job_id"] = job_id
+        for key, value in (("metrics_to_compute", list(metrics) if metrics is not None else None),
+                           ("job_id", job_id), ("max_samples", max_samples), ("max_new_tokens", max_new_tokens)):
+            if value is not None:
+                body[key] = value
         return self._post("/api/training/validate", body, timeout=timeout)
 
     def download_model(self, job_id: str, dest: str | os.PathLike[str], checkpoint: str | None = None) -> Path:
         """Stream the model (or one checkpoint) zip to ``dest``, a file or an existing folder."""
         params = {"checkpoint": checkpoint} if checkpoint else None
-        return self._download(f"/api/training/{job_id}/download/model", Path(dest), params,
+        return self._download(f"/api/training/{_seg(job_id)}/download/model", Path(dest), params,
                               f"{job_id}_{checkpoint or 'model'}.zip")
 
     def download_logs(self, job_id: str, dest: str | os.PathLike[str]) -> Path:
         """Stream ``training.log`` + ``progress.json`` as a zip to ``dest`` (file or folder)."""
-        return self._download(f"/api/training/{job_id}/download/logs", Path(dest), None, f"{job_id}_logs.zip")
+        return self._download(f"/api/training/{_seg(job_id)}/download/logs", Path(dest), None, f"{job_id}_logs.zip")
 
     def _download(self, path: str, dest: Path, params: dict[str, str] | None, fallback: str) -> Path:
         """Write to ``<name>.part`` and rename when complete, so a broken transfer leaves no zip."""
@@ -292,7 +331,8 @@ class TrainingClient:
                 response.read()
                 raise APIError.from_response(response)
             if dest.is_dir():
-                dest = dest / (filename_from_disposition(response.headers.get("content-disposition")) or fallback)
+                name = filename_from_disposition(response.headers.get("content-disposition"))
+                dest = dest / (name or fallback.replace("/", "_").replace("\\", "_"))
             dest.parent.mkdir(parents=True, exist_ok=True)
             part = dest.with_name(dest.name + ".part")
             try:
@@ -306,7 +346,7 @@ class TrainingClient:
         return dest
 
     def get_analytics(self, job_id: str) -> dict[str, Any]:
-        return self._get(f"/api/training/{job_id}/analytics")
+        return self._get(f"/api/training/{_seg(job_id)}/analytics")
 
     def analytics_summary(self) -> dict[str, Any]:
         return self._get("/api/training/analytics/summary")

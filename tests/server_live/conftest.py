@@ -65,7 +65,7 @@ def live_server(live_home: Path) -> Iterator[LiveServer]:
     from workbench.jobs.service import JobService
     from workbench.jobs.state import FINAL, TABLE
 
-    create_app = pytest.importorskip("workbench.server.app").create_app
+    from workbench.server.app import create_app
 
     server, thread, port = _serve(create_app(auth_required=True))
     try:

@@ -131,13 +131,15 @@ def test_start_training_answers_with_a_queued_job(flow: dict[str, Any]) -> None:
     assert flow["dataset"]["samples"] == 400
 
 
-def test_monitor_training_yields_statuses_until_completed(flow: dict[str, Any]) -> None:
+def test_monitor_training_yields_statuses_until_completed(flow: dict[str, Any], live_server: LiveServer) -> None:
     statuses = [s for _, s in flow["polled"]]
     assert statuses[-1]["status"] == "completed", statuses[-1]
     assert statuses[-1]["current_step"] == statuses[-1]["total_steps"] == 10
     assert statuses[-1]["progress"] == 100
     assert all(s["status"] not in FINAL_STATES for s in statuses[:-1])
     assert len(statuses) >= 3  # it really polled a running job
+    # the product path: a papermill run of the job notebook, in a process of its own
+    assert (live_server.home / "jobs" / flow["job_id"] / "notebooks" / "run-1.ipynb").is_file()
 
 
 def test_sse_events_arrive_live_and_end_at_the_final_state(flow: dict[str, Any]) -> None:
@@ -172,7 +174,11 @@ def test_streams_of_a_finished_job_replay_and_close(live_server: LiveServer, flo
     sse = list(sse_events(client, flow["job_id"]))
     ws = list(ws_events(live_server, flow["job_id"], flow["token"], via_query=True))
     assert time.monotonic() - t0 < 10
-    assert sse == flow["sse"].events
+    # the metrics history again, then the status the job is in now (its earlier ones were live only)
+    live_metrics = [e for e in flow["sse"].events if e["event"] == "metric"]
+    assert [e for e in sse if e["event"] == "metric"] == live_metrics
+    assert [status_of(e) for e in sse if e["event"] == "status"] == ["completed"]
+    assert status_of(sse[-1]) == "completed"
     assert ws == sse
 
 
@@ -252,7 +258,7 @@ def test_download_of_an_unknown_checkpoint_is_404(flow: dict[str, Any], client: 
     assert err.value.status_code == 404
     with pytest.raises(APIError) as err:
         client.download_model(flow["job_id"], tmp_path, checkpoint="../../store.json")
-    assert err.value.status_code in (404, 422)
+    assert err.value.status_code == 400 and err.value.field == "checkpoint"  # refused before any lookup
     assert not list(tmp_path.iterdir())
 
 
@@ -263,8 +269,9 @@ def test_analytics_of_the_job(flow: dict[str, Any], client: TrainingClient) -> N
     assert 0 <= a["efficiency_score"] <= 1
     summary = client.analytics_summary()
     assert summary["total_jobs"] >= 1 and summary["jobs_by_status"].get("completed", 0) >= 1
-    cmp = client.compare([flow["job_id"]])
-    assert [row["job_id"] for row in cmp["comparison"]] == [flow["job_id"]]
+    with pytest.raises(APIError) as err:
+        client.compare([flow["job_id"]])
+    assert err.value.status_code == 422 and err.value.field == "job_ids"  # a comparison needs two
 
 
 def test_control_of_a_finished_job_is_a_conflict(flow: dict[str, Any], client: TrainingClient) -> None:
@@ -284,6 +291,8 @@ def test_execute_queues_a_job_from_inline_data_and_cancel_stops_it(flow: dict[st
     cancelled = client.cancel(job["job_id"])
     assert cancelled["status"] == "cancelled"
     assert client.get_status(job["job_id"])["status"] == "cancelled"
+    cmp = client.compare([flow["job_id"], job["job_id"]])
+    assert {row["job_id"] for row in cmp["comparison"]} == {flow["job_id"], job["job_id"]}
 
 
 # --- users -------------------------------------------------------------------------------------
@@ -305,8 +314,11 @@ def test_another_user_sees_nothing_of_alices(flow: dict[str, Any], bob_client: T
     assert dataset not in [d["id"] for d in bob_client.list_datasets()]
     assert flow["config"]["id"] not in [c["id"] for c in bob_client.list_configs()]
     assert bob_client.analytics_summary()["total_jobs"] == 0
-    with pytest.raises(Exception):  # the WebSocket refuses too
+    from websockets.exceptions import InvalidStatus
+
+    with pytest.raises(InvalidStatus) as refused:  # the WebSocket refuses too, before accepting
         list(ws_events(live_server, job, bob[1]))
+    assert refused.value.response.status_code == 404
 
 
 def test_requests_without_a_valid_token_are_401(live_server: LiveServer, flow: dict[str, Any]) -> None:
@@ -326,7 +338,12 @@ def test_requests_without_a_valid_token_are_401(live_server: LiveServer, flow: d
         assert err.value.status_code == 401
     with TrainingClient(live_server.base_url, token="wb_" + "x" * 43) as c, pytest.raises(APIError) as err:
         c.list_configs()
-    assert err.value.status_code == 401
+    assert err.value.status_code == 401 and err.value.code == "UNAUTHORIZED"
+    from websockets.exceptions import InvalidStatus
+
+    with pytest.raises(InvalidStatus) as refused:
+        list(ws_events(live_server, flow["job_id"], token))  # the revoked token
+    assert refused.value.response.status_code == 401
 
 
 def test_errors_carry_code_message_and_field(client: TrainingClient) -> None:
@@ -334,9 +351,14 @@ def test_errors_carry_code_message_and_field(client: TrainingClient) -> None:
         client.get_status("job-0000000000")
     assert err.value.status_code == 404 and err.value.code == "NOT_FOUND" and err.value.message
     with pytest.raises(APIError) as err:
-        client.create_config("bad", {"training": {"learning_rate": -1}})
-    # a config that fails validation is saved with its errors, or refused naming the field
-    assert err.value.status_code in (400, 422)
+        client.create_config("")
+    assert err.value.status_code == 422 and err.value.code == "INVALID_INPUT" and err.value.field == "name"
+    # a config that fails validation is kept, marked invalid, with the offending field named
+    bad = client.create_config("bad lr", {"training": {"learning_rate": -1}})
+    assert bad["is_validated"] is False and "training.learning_rate" in bad["validation_errors"]
+    with pytest.raises(APIError) as err:
+        client.start_training("tiny-chat", "dataset-0000000000", bad["id"])
+    assert err.value.status_code in (404, 422)
 
 
 # --- the client on its own ---------------------------------------------------------------------
@@ -377,3 +399,15 @@ def test_api_error_from_the_error_envelope() -> None:
         with pytest.raises(APIError) as err:
             c.delete_model("x")
         assert err.value.status_code == 403 and err.value.message == "Cannot delete global models"
+
+
+def test_ids_stay_one_path_segment() -> None:
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.raw_path.decode())
+        return httpx.Response(200, json={"job_id": "x", "status": "running"})
+
+    with TrainingClient("http://wb.test", transport=httpx.MockTransport(handler)) as c:
+        c.get_status("../../api/models?x=1")
+    assert seen == ["/api/training/status/..%2F..%2Fapi%2Fmodels%3Fx%3D1"]

@@ -67,8 +67,16 @@ def error_body(exc: WorkbenchError) -> dict[str, Any]:
     return {"success": False, "error": exc.to_dict()}
 
 
+_TYPE_TAGS = {"str", "int", "float", "bool", "bytes", "dict", "list", "none", "function-after", "function-before",
+              "function-wrap", "function-plain", "literal", "json-or-python", "union", "tagged-union", "nullable"}
+
+
 def _dotted(loc: tuple[Any, ...], prefix: str = "") -> str:
-    parts = [str(p) for p in loc if p not in ("__root__",)]
+    """``("config", "training", "learning_rate")`` → ``config.training.learning_rate``.
+
+    The members pydantic names when a union fails (``str``, ``dict[str,any]``) are not fields: dropped.
+    """
+    parts = [str(p) for p in loc if not (isinstance(p, str) and (p in _TYPE_TAGS or "[" in p))]
     field = ".".join(parts)
     if prefix:
         return f"{prefix}.{field}" if field else prefix
@@ -79,16 +87,19 @@ def invalid_from_pydantic(exc: ValidationError, prefix: str = "") -> InvalidInpu
     """A 422 naming the first bad field; ``details`` lists every error (inputs left out: they may be secrets)."""
     details = [{"field": _dotted(e["loc"], prefix), "message": e["msg"].removeprefix("Value error, "),
                 "type": e["type"]} for e in exc.errors(include_url=False, include_input=False)]
-    first = details[0] if details else {"field": prefix or "body", "message": "invalid input"}
-    return InvalidInput(f"{first['field']}: {first['message']}", field=first["field"], details=details)
+    if not details:
+        return InvalidInput(f"{prefix or 'body'}: invalid input", field=prefix or "body")
+    field = details[0]["field"]
+    messages = list(dict.fromkeys(d["message"] for d in details if d["field"] == field))  # a union: each option
+    return InvalidInput(f"{field}: {' or '.join(messages)}", field=field, details=details)
 
 
 def with_field_prefix(exc: InvalidInput, prefix: str) -> InvalidInput:
     """The core names config fields from the config's root (``training.learning_rate``); a body
-    that nests the config under ``config`` gets ``config.training.learning_rate``."""
+    that nests the config under ``config`` reports ``config.training.learning_rate``."""
+    reason = exc.message.split(f"{exc.field}: ", 1)[-1] if exc.field else exc.message
     field = f"{prefix}.{exc.field}" if exc.field else prefix
-    out = type(exc)(exc.message, field=field, details=exc.details)
-    return out
+    return type(exc)(f"{field}: {reason}", field=field, details=exc.details)
 
 
 # --- exception handlers (registered by create_app) ---------------------------------------------

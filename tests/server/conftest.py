@@ -1,0 +1,158 @@
+"""The REST API in process: ``create_app`` behind ``starlette.testclient.TestClient``, over the real core.
+
+Every test module gets its own ``WORKBENCH_HOME`` (``server_home``); users are real
+``workbench.users`` records with real tokens. Jobs run through the real ``JobService``
+with an injected executor:
+
+* :class:`IdleExecutor` launches nothing, so a started job stays ``pending`` — enough for
+  control-flow and conflict tests, in milliseconds;
+* ``InProcessExecutor`` (in ``test_jobs.py``) trains tiny-chat to the end inside the
+  request, for the routes that read a finished job's files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from workbench.datasets import SAMPLE_DATASET
+from workbench.server.app import create_app
+
+FAST = {"training": {"max_steps": 10, "logging_steps": 5, "save_steps": 5, "torch_threads": 1,
+                     "per_device_train_batch_size": 4, "max_seq_length": 256, "learning_rate": 1e-3}}
+
+
+class IdleExecutor:
+    """Accepts every launch and runs nothing: a started job stays ``pending`` (launching)."""
+
+    def launch(self, job: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    def is_alive(self, job: dict[str, Any]) -> bool:
+        return False
+
+    def stop(self, job: dict[str, Any], grace: float = 5.0) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def server_home(tmp_path_factory: pytest.TempPathFactory, tiny_chat_dir: Path) -> Iterator[Path]:
+    """A fresh home for the module (tiny-chat copied from the session's build when a job needs it)."""
+    mp = pytest.MonkeyPatch()
+    home = tmp_path_factory.mktemp("server-home")
+    mp.setenv("WORKBENCH_HOME", str(home))
+    mp.setenv("WORKBENCH_TINY_CHAT_CACHE", str(tiny_chat_dir))
+    mp.setenv("HF_HUB_OFFLINE", "1")
+    mp.setenv("WORKBENCH_MAX_CONCURRENT_JOBS", "8")  # idle (pending) jobs never block a later one
+    for name in ("WORKBENCH_AUTH", "WORKBENCH_MAX_UPLOAD_MB"):
+        mp.delenv(name, raising=False)
+    yield home
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def users(server_home: Path) -> dict[str, str]:
+    """``{"alice": token, "bob": token, "alice_id": …, "bob_id": …}``."""
+    from workbench.users import add_user
+
+    out: dict[str, str] = {}
+    for name in ("alice", "bob"):
+        user, token = add_user(name)
+        out[name], out[f"{name}_id"] = token, user["id"]
+    return out
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture(scope="module")
+def multi_app(server_home: Path) -> Any:
+    return create_app(auth_required=True, executor=IdleExecutor(), pause_wait_s=0.5)
+
+
+@pytest.fixture(scope="module")
+def local_app(server_home: Path) -> Any:
+    return create_app(auth_required=False, executor=IdleExecutor(), pause_wait_s=0.5)
+
+
+@pytest.fixture(scope="module")
+def alice(multi_app: Any, users: dict[str, str]) -> Iterator[TestClient]:
+    with TestClient(multi_app, headers=bearer(users["alice"])) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def bob(multi_app: Any, users: dict[str, str]) -> Iterator[TestClient]:
+    with TestClient(multi_app, headers=bearer(users["bob"])) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def anon(multi_app: Any) -> Iterator[TestClient]:
+    with TestClient(multi_app) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def local(local_app: Any) -> Iterator[TestClient]:
+    with TestClient(local_app) as client:
+        yield client
+
+
+# --- data ------------------------------------------------------------------------------------
+
+SAMPLE_BYTES = SAMPLE_DATASET.read_bytes()
+
+
+def chat_lines(n: int) -> bytes:
+    return b"".join(b'{"messages": [{"role": "user", "content": "hi %d"}, {"role": "assistant", "content": '
+                    b'"hello %d"}]}\n' % (i, i) for i in range(n))
+
+
+def upload(client: TestClient, content: bytes = SAMPLE_BYTES, filename: str = "chats.jsonl",
+           **fields: str) -> Any:
+    return client.post("/api/training/dataset", files={"file": (filename, io.BytesIO(content))}, data=fields)
+
+
+def multipart(filename: str, content: bytes, boundary: str = "wbboundary",
+              **fields: str) -> tuple[bytes, dict[str, str]]:
+    """A multipart body built by hand, for what httpx won't send (raw file names, no Content-Length)."""
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+             for k, v in fields.items()]
+    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+                 f"Content-Type: application/octet-stream\r\n\r\n".encode() + content + b"\r\n")
+    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+    return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+
+def state_fingerprint(home: Path) -> str:
+    """Everything a request could change: the store and the files under datasets/ and jobs/."""
+    h = hashlib.sha256()
+    store = home / "store.json"
+    h.update(store.read_bytes() if store.exists() else b"")
+    for folder in ("datasets", "jobs"):
+        root = home / folder
+        if root.exists():
+            for path in sorted(root.rglob("*")):
+                h.update(str(path.relative_to(home)).encode())
+                if path.is_file():
+                    h.update(str(path.stat().st_size).encode())
+    return h.hexdigest()
+
+
+@pytest.fixture
+def unchanged(server_home: Path) -> Callable[[], None]:
+    """Call it after bad requests: fails if they changed any state since the test began."""
+    before = state_fingerprint(server_home)
+
+    def check() -> None:
+        assert state_fingerprint(server_home) == before, "a refused request changed the workbench state"
+
+    return check

@@ -1,0 +1,96 @@
+"""Results of a job: checkpoint validation and streamed ZIP downloads of the model and the logs."""
+
+from __future__ import annotations
+
+import re
+import threading
+from typing import Any, Literal
+
+from pydantic import Field
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from ...results import downloads, evaluate
+from ..openapi import Registry
+from ._common import Body, Loose, Query, call, owner, plain_name
+
+api = Registry("results", "validation and downloads")
+
+_TOKEN = re.compile(r"^[A-Za-z0-9._-]+$")
+_ONE_VALIDATION = threading.Lock()  # a thread lock, not an anyio one: it must outlive any one event loop
+
+
+class ValidateBody(Body):
+    model_path: str = Field(min_length=1, max_length=500, description=(
+        "'JOB_ID/checkpoint-N', or a checkpoint name ('checkpoint-N', 'final', 'latest', 'base') with job_id"))
+    test_dataset_id: str = Field(min_length=1, max_length=200)
+    metrics_to_compute: list[Literal["perplexity", "accuracy", "bleu"]] | None = Field(
+        None, min_length=1, description="default: all three")
+    job_id: str | None = Field(None, min_length=1, max_length=200)
+    max_samples: int = Field(200, ge=1, le=10_000, description="samples scored (the first ones with a reply)")
+    max_new_tokens: int = Field(64, ge=1, le=4096, description="generation length for BLEU")
+
+
+class ValidationResult(Loose):
+    job_id: str = Field(description="an id for this validation run (val-...)")
+    status: Literal["completed"]
+    metrics: dict[str, float]
+    message: str
+    model_path: str
+    test_dataset_id: str
+
+
+class DownloadQuery(Query):
+    checkpoint: str | None = Field(None, max_length=255, description=(
+        "a checkpoint folder name (checkpoint-2000, final, latest); default: the whole output folder"))
+
+
+@api.post("/api/training/validate", summary="Validate a model checkpoint", body=ValidateBody,
+          response=ValidationResult, errors=(400, 404))
+async def validate(request: Request, body: ValidateBody) -> dict[str, Any]:
+    """Perplexity, token accuracy and BLEU of a job's checkpoint on a dataset (runs to completion).
+
+    One validation runs at a time per server: each loads a model, and several at once would
+    only compete for the same memory and cores.
+    """
+    for segment in body.model_path.split("/"):
+        plain_name(segment, "model_path")
+    return await call(_validate, body, owner(request))
+
+
+def _validate(body: ValidateBody, user: str) -> dict[str, Any]:
+    with _ONE_VALIDATION:
+        return evaluate.validate(body.job_id, body.model_path, body.test_dataset_id, body.metrics_to_compute,
+                                 owner=user, max_samples=body.max_samples, max_new_tokens=body.max_new_tokens)
+
+
+@api.get("/api/training/{jobId}/download/model", summary="Download the trained model", query=DownloadQuery,
+         media_type="application/zip", errors=(400, 404))
+async def download_model(request: Request, query: DownloadQuery) -> Response:
+    """A ZIP of one checkpoint (its files at the top), or of the job's whole output folder."""
+    checkpoint = plain_name(query.checkpoint, "checkpoint") if query.checkpoint is not None else None
+    filename, chunks = await call(downloads.model_zip, request.path_params["jobId"], checkpoint, owner(request))
+    return _zip(request, filename, chunks)
+
+
+@api.get("/api/training/{jobId}/download/logs", summary="Download the training logs",
+         media_type="application/zip", errors=(404,))
+async def download_logs(request: Request) -> Response:
+    """A ZIP of ``training.log`` and ``progress.json`` (the metrics history as a JSON array)."""
+    filename, chunks = await call(downloads.logs_zip, request.path_params["jobId"], owner(request))
+    return _zip(request, filename, chunks)
+
+
+def _zip(request: Request, filename: str, chunks: Any) -> Response:
+    """The core's chunk iterator, read in worker threads while the response streams (HEAD: headers only,
+    the archive is never built)."""
+    disposition = f"attachment; filename={filename}" if _TOKEN.match(filename) else \
+        f"attachment; filename=\"{_ascii(filename)}\""
+    headers = {"Content-Disposition": disposition, "Cache-Control": "no-store"}
+    if request.method == "HEAD":
+        return Response(media_type="application/zip", headers=headers)
+    return StreamingResponse(chunks, media_type="application/zip", headers=headers)
+
+
+def _ascii(name: str) -> str:
+    return "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in name)
