@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export WORKBENCH_HOME ?= $(CURDIR)/.workbench
 
-.PHONY: run test install bench clean
+.PHONY: run demo test install bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
+	$(BIN)/workbench up
+
+demo: $(STAMP)
 	$(BIN)/workbench demo
 
 test: $(STAMP)

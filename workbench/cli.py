@@ -203,6 +203,62 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def app_notebook() -> Path:
+    repo = Path(__file__).resolve().parents[1] / "notebooks" / "workbench.ipynb"
+    return repo if repo.exists() else Path(__file__).resolve().parent / "notebooks" / "workbench.ipynb"
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """The REST server and the Voila app side by side on embedded defaults, until Ctrl+C."""
+    import os
+    import socket
+    import subprocess
+    import time
+
+    from .tinymodel import ensure_tiny_chat
+
+    print(f"WORKBENCH_HOME={home.home()}")
+    ensure_tiny_chat()
+    api_url = f"http://{args.host}:{args.port}"
+    app_url = f"http://{args.host}:{args.app_port}/"
+    env = {**os.environ, "WORKBENCH_HOME": str(home.home()), "WORKBENCH_API_URL": api_url}
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "workbench.cli", "serve", "--host", args.host, "--port", str(args.port)],
+                         env=env),
+        subprocess.Popen([sys.executable, "-m", "voila", str(app_notebook()), "--no-browser",
+                          f"--port={args.app_port}", f"--Voila.ip={args.host}",
+                          "--VoilaConfiguration.file_allowlist=['.*']"], env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE if args.quiet else None),
+    ]
+
+    def listening(port: int) -> bool:
+        with socket.socket() as s:
+            s.settimeout(0.5)
+            return s.connect_ex((args.host, port)) == 0
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (listening(args.port) and listening(args.app_port)):
+        if any(p.poll() is not None for p in procs):
+            break
+        time.sleep(0.3)
+    print(f"\n  REST API  {api_url}   (OpenAPI: {api_url}/openapi.json)\n  Web app   {app_url}\n\nCtrl+C stops both.",
+          flush=True)
+    try:
+        while all(p.poll() is None for p in procs):
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    return 0
+
+
 def cmd_users(args: argparse.Namespace) -> int:
     from . import users
 
@@ -260,6 +316,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--log-level", default="info")
     s.add_argument("--access-log", action="store_true")
     s.set_defaults(func=cmd_serve)
+
+    up = sub.add_parser("up", help="start the REST server and the Voila web app")
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--port", type=int, default=8000)
+    up.add_argument("--app-port", type=int, default=8866)
+    up.add_argument("--quiet", action="store_true")
+    up.set_defaults(func=cmd_up)
 
     u = sub.add_parser("users", help="users and bearer tokens")
     u.add_argument("action", choices=["add", "token", "list", "revoke"])
