@@ -34,6 +34,7 @@ SAMPLE_DATASET = Path(__file__).parent / "data" / "sample_support_chats.jsonl"
 SAMPLE_NAME = "Customer Support Chat (sample)"
 TOKENIZE_CHUNK = 256
 HISTOGRAM_BINS = 10
+PREVIEW_MAX_TOKENS = 131072  # the schema's max_seq_length ceiling: a preview shows the whole sample
 _MB = 1024 * 1024
 
 
@@ -367,6 +368,24 @@ class DatasetService:
 
         tokenizer = load_tokenizer(model, owner=owner)
         return {**compute_stats(self.path(dataset_id, owner), tokenizer), "model": model}
+
+    def preview(self, dataset_id: str, owner: str = LOCAL_USER, *, model: str = "tiny-chat",
+                index: int = 0) -> dict[str, Any]:
+        """Sample ``index`` rendered as ``model``'s tokens, each marked trained or masked (see ``token_preview``)."""
+        record = self.get(dataset_id, owner)
+        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < record["samples"]:
+            raise InvalidInput(f"sample index {index} is out of range (0..{record['samples'] - 1})", field="index")
+        try:
+            messages = next(chat for i, chat in enumerate(iter_chats(self.path(dataset_id, owner))) if i == index)
+        except StopIteration:
+            raise InvalidInput(f"sample index {index} is out of range", field="index") from None
+        from .models import load_tokenizer  # lazy: pulls in transformers and the model registry
+        from .training.data import token_preview
+
+        tokenizer = load_tokenizer(model, owner=owner)
+        tokens = token_preview(tokenizer, messages, PREVIEW_MAX_TOKENS)
+        return {"index": index, "samples": record["samples"], "messages": messages, "tokens": tokens,
+                "trained_tokens": sum(t["trained"] for t in tokens), "total_tokens": len(tokens)}
 
     # -- deriving / deleting --
 

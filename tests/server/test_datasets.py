@@ -163,3 +163,16 @@ def test_file_part_sent_as_io(alice: TestClient) -> None:
     files = {"file": ("io.jsonl", io.BytesIO(chat_lines(2)), "application/x-ndjson")}
     r = alice.post("/api/training/dataset", files=files)
     assert r.status_code == 201
+
+
+def test_preview_marks_the_tokens_training_learns_from(alice: TestClient, bob: TestClient) -> None:
+    ds = upload(alice, name="preview me").json()["dataset"]
+    r = alice.get(f"/api/training/dataset/{ds['id']}/preview", params={"model": "tiny-chat", "index": 0})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    trained = [t for t in body["tokens"] if t["trained"]]
+    masked = [t for t in body["tokens"] if not t["trained"]]
+    assert trained and masked and body["trained_tokens"] == len(trained)
+    assert "assistant" in "".join(t["text"] for t in masked)  # the role header is never trained on
+    assert alice.get(f"/api/training/dataset/{ds['id']}/preview", params={"index": 10**6}).status_code == 422
+    assert bob.get(f"/api/training/dataset/{ds['id']}/preview").status_code == 404

@@ -97,3 +97,18 @@ class Collator:
             attn[i, :n] = 1
             pos[i, :n] = torch.tensor(b.get("position_ids") or list(range(n)))
         return {"input_ids": ids, "labels": labels, "attention_mask": attn, "position_ids": pos}
+
+
+def token_preview(tokenizer: Any, messages: list[dict[str, str]], max_len: int) -> list[dict[str, Any]]:
+    """One chat as the tokens training sees: ``[{"text": piece, "trained": bool}, …]``.
+
+    Built from :func:`encode_chat`, so the masking shown is exactly the loss mask used in
+    training (an all-masked chat — nothing trainable — shows every token untrained).
+    """
+    ex = encode_chat(tokenizer, messages, max_len)
+    if ex is None:
+        ids = list(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"])[:max_len]
+        labels = [IGNORE] * len(ids)
+    else:
+        ids, labels = ex["input_ids"], ex["labels"]
+    return [{"text": tokenizer.decode([t]), "trained": label != IGNORE} for t, label in zip(ids, labels)]

@@ -119,6 +119,20 @@ async def get_dataset(request: Request, query: StatsQuery) -> dict[str, Any]:
     return {"dataset": record, "stats": stats}
 
 
+class PreviewQuery(Query):
+    model: str = Field("tiny-chat", min_length=1, max_length=500, description="render with this model's template")
+    index: int = Field(0, ge=0, le=10_000_000, description="which sample")
+
+
+@api.get("/api/training/dataset/{id}/preview", summary="Preview one sample with its trained tokens",
+         query=PreviewQuery, response=Loose, errors=(404, 422))
+async def preview_dataset(request: Request, query: PreviewQuery) -> dict[str, Any]:
+    """One rendered sample as tokens, each marked trained or masked, exactly as training masks it."""
+    model = model_ref(request, query.model, "model")
+    return await call(services(request).datasets.preview, request.path_params["id"], owner(request),
+                      model=model, index=query.index)
+
+
 @api.delete("/api/training/dataset/{id}", summary="Delete a dataset", response=Success, errors=(404,))
 async def delete_dataset(request: Request) -> dict[str, Any]:
     await call(services(request).datasets.delete, request.path_params["id"], owner(request))

@@ -1,0 +1,301 @@
+"""The one interface every panel talks to, with two implementations.
+
+* :class:`LocalBackend` calls the core services in this kernel — next to the data.
+* :class:`RemoteBackend` calls a workbench server through the SDK client.
+
+A panel takes either, so the same panel works in a notebook or against a remote workbench.
+Live job events come from ``events()``: the metrics file in-process, the SSE stream remotely.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..records import LOCAL_USER
+
+
+class Backend(Protocol):
+    remote: bool
+
+    def list_models(self) -> list[dict[str, Any]]: ...
+    def list_datasets(self) -> list[dict[str, Any]]: ...
+    def upload_dataset(self, content: bytes, filename: str, name: str) -> dict[str, Any]: ...
+    def register_path(self, path: str, name: str) -> dict[str, Any]: ...
+    def register_sample(self) -> dict[str, Any]: ...
+    def dataset(self, dataset_id: str, model: str | None = None) -> dict[str, Any]: ...
+    def preview(self, dataset_id: str, model: str, index: int = 0) -> dict[str, Any]: ...
+    def split_dataset(self, dataset_id: str, eval_fraction: float, seed: int) -> dict[str, Any]: ...
+    def templates(self) -> dict[str, Any]: ...
+    def list_configs(self) -> list[dict[str, Any]]: ...
+    def get_config(self, config_id: str) -> dict[str, Any]: ...
+    def create_config(self, name: str, config_json: dict[str, Any], template_type: str,
+                      description: str = "") -> dict[str, Any]: ...
+    def update_config(self, config_id: str, **fields: Any) -> dict[str, Any]: ...
+    def delete_config(self, config_id: str) -> None: ...
+    def list_jobs(self) -> list[dict[str, Any]]: ...
+    def start_job(self, model: str, dataset: str, config: str | None, *, eval_dataset: str | None = None,
+                  overrides: dict[str, Any] | None = None, name: str | None = None) -> dict[str, Any]: ...
+    def status(self, job_id: str) -> dict[str, Any]: ...
+    def pause(self, job_id: str) -> dict[str, Any]: ...
+    def resume(self, job_id: str) -> dict[str, Any]: ...
+    def cancel(self, job_id: str) -> dict[str, Any]: ...
+    def metrics(self, job_id: str) -> list[dict[str, Any]]: ...
+    def logs(self, job_id: str, tail: int = 200) -> list[str]: ...
+    def checkpoints(self, job_id: str) -> dict[str, Any]: ...
+    def validate(self, job_id: str, checkpoint: str, dataset_id: str) -> dict[str, Any]: ...
+    def compare(self, job_ids: list[str]) -> dict[str, Any]: ...
+    def events(self, job_id: str) -> Iterator[dict[str, Any]]: ...
+    def download_url(self, job_id: str, checkpoint: str | None = None) -> str | None: ...
+
+
+class LocalBackend:
+    """The core services of this process's ``WORKBENCH_HOME``, as ``owner``."""
+
+    remote = False
+
+    def __init__(self, owner: str = LOCAL_USER, api_url: str | None = None):
+        from ..configs import ConfigService
+        from ..datasets import DatasetService
+        from ..jobs.service import JobService
+
+        self.owner = owner
+        self.datasets = DatasetService()
+        self.configs = ConfigService()
+        self.jobs = JobService()
+        # Where download links point: a server over the same home, when one runs (make run).
+        self.api_url = (api_url or os.environ.get("WORKBENCH_API_URL") or "").rstrip("/") or None
+
+    def list_models(self) -> list[dict[str, Any]]:
+        from .. import models
+
+        return models.list_models(self.owner)
+
+    def list_datasets(self) -> list[dict[str, Any]]:
+        return self.datasets.list(self.owner)
+
+    def upload_dataset(self, content: bytes, filename: str, name: str) -> dict[str, Any]:
+        return self.datasets.register(content, name=name, filename=filename, owner=self.owner)
+
+    def register_path(self, path: str, name: str) -> dict[str, Any]:
+        return self.datasets.register(Path(path).expanduser(), name=name, owner=self.owner)
+
+    def register_sample(self) -> dict[str, Any]:
+        return self.datasets.register_sample(self.owner)
+
+    def dataset(self, dataset_id: str, model: str | None = None) -> dict[str, Any]:
+        rec = self.datasets.get(dataset_id, self.owner)
+        if model:
+            rec["stats"] = self.datasets.stats(dataset_id, self.owner, model=model)
+        return rec
+
+    def preview(self, dataset_id: str, model: str, index: int = 0) -> dict[str, Any]:
+        return self.datasets.preview(dataset_id, self.owner, model=model, index=index)
+
+    def split_dataset(self, dataset_id: str, eval_fraction: float, seed: int) -> dict[str, Any]:
+        return self.datasets.split(dataset_id, eval_fraction=eval_fraction, seed=seed, owner=self.owner)
+
+    def templates(self) -> dict[str, Any]:
+        from ..configs import TEMPLATES, template
+
+        return {name: template(name) for name in TEMPLATES}
+
+    def list_configs(self) -> list[dict[str, Any]]:
+        return self.configs.list(self.owner)
+
+    def get_config(self, config_id: str) -> dict[str, Any]:
+        return self.configs.get(config_id, self.owner)
+
+    def create_config(self, name: str, config_json: dict[str, Any], template_type: str,
+                      description: str = "") -> dict[str, Any]:
+        return self.configs.create(name, config_json, template_type=template_type, description=description,
+                                   owner=self.owner)
+
+    def update_config(self, config_id: str, **fields: Any) -> dict[str, Any]:
+        return self.configs.update(config_id, fields, self.owner)
+
+    def delete_config(self, config_id: str) -> None:
+        self.configs.delete(config_id, self.owner)
+
+    def list_jobs(self) -> list[dict[str, Any]]:
+        return self.jobs.list(self.owner)
+
+    def start_job(self, model: str, dataset: str, config: str | None, *, eval_dataset: str | None = None,
+                  overrides: dict[str, Any] | None = None, name: str | None = None) -> dict[str, Any]:
+        return self.jobs.start(model, dataset, config, overrides=overrides, name=name,
+                               eval_dataset=eval_dataset, owner=self.owner)
+
+    def status(self, job_id: str) -> dict[str, Any]:
+        return self.jobs.status(job_id, self.owner)
+
+    def pause(self, job_id: str) -> dict[str, Any]:
+        self.jobs.pause(job_id, self.owner, wait=0)
+        return self.status(job_id)
+
+    def resume(self, job_id: str) -> dict[str, Any]:
+        self.jobs.resume(job_id, self.owner)
+        return self.status(job_id)
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        self.jobs.cancel(job_id, self.owner)
+        return self.status(job_id)
+
+    def metrics(self, job_id: str) -> list[dict[str, Any]]:
+        return self.jobs.metrics(job_id, self.owner)
+
+    def logs(self, job_id: str, tail: int = 200) -> list[str]:
+        return self.jobs.logs(job_id, self.owner, tail=tail)
+
+    def checkpoints(self, job_id: str) -> dict[str, Any]:
+        return self.jobs.checkpoints(job_id, self.owner)
+
+    def validate(self, job_id: str, checkpoint: str, dataset_id: str) -> dict[str, Any]:
+        from ..results.evaluate import validate
+
+        return validate(job_id, checkpoint, dataset_id, owner=self.owner, max_samples=50)
+
+    def compare(self, job_ids: list[str]) -> dict[str, Any]:
+        from ..results.analytics import compare
+
+        return compare(job_ids, self.owner)
+
+    def events(self, job_id: str) -> Iterator[dict[str, Any]]:
+        from ..jobs.watch import watch
+
+        return watch(self.jobs, job_id, self.owner)
+
+    def download_url(self, job_id: str, checkpoint: str | None = None) -> str | None:
+        if not self.api_url:
+            return None
+        return f"{self.api_url}/api/training/{job_id}/download/model" + (f"?checkpoint={checkpoint}" if checkpoint else "")
+
+
+class RemoteBackend:
+    """A workbench server, through :class:`workbench.client.TrainingClient`."""
+
+    remote = True
+
+    def __init__(self, base_url: str, token: str | None = None):
+        from ..client import TrainingClient
+
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+        self.client = TrainingClient(self.base_url, token=token)
+
+    def list_models(self) -> list[dict[str, Any]]:
+        return self.client.list_models()
+
+    def list_datasets(self) -> list[dict[str, Any]]:
+        return self.client.list_datasets()
+
+    def upload_dataset(self, content: bytes, filename: str, name: str) -> dict[str, Any]:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / Path(filename).name
+            path.write_bytes(content)
+            return self.client.upload_dataset(path, name=name)
+
+    def register_path(self, path: str, name: str) -> dict[str, Any]:
+        return self.client.upload_dataset(Path(path).expanduser(), name=name)
+
+    def register_sample(self) -> dict[str, Any]:
+        from ..datasets import SAMPLE_DATASET, SAMPLE_NAME
+
+        existing = [d for d in self.list_datasets() if d["name"] == SAMPLE_NAME]
+        return existing[0] if existing else self.client.upload_dataset(SAMPLE_DATASET, name=SAMPLE_NAME)
+
+    def dataset(self, dataset_id: str, model: str | None = None) -> dict[str, Any]:
+        body = self.client.get_dataset(dataset_id, model=model)
+        return {**body["dataset"], "stats": body["stats"]}
+
+    def preview(self, dataset_id: str, model: str, index: int = 0) -> dict[str, Any]:
+        return self.client.request("GET", f"/api/training/dataset/{dataset_id}/preview",
+                                   params={"model": model, "index": index})
+
+    def split_dataset(self, dataset_id: str, eval_fraction: float, seed: int) -> dict[str, Any]:
+        return self.client.split_dataset(dataset_id, eval_fraction=eval_fraction, seed=seed)
+
+    def templates(self) -> dict[str, Any]:
+        return self.client.list_templates()
+
+    def list_configs(self) -> list[dict[str, Any]]:
+        return self.client.list_configs()
+
+    def get_config(self, config_id: str) -> dict[str, Any]:
+        return self.client.get_config(config_id)
+
+    def create_config(self, name: str, config_json: dict[str, Any], template_type: str,
+                      description: str = "") -> dict[str, Any]:
+        return self.client.create_config(name, config_json, template_type=template_type, description=description)
+
+    def update_config(self, config_id: str, **fields: Any) -> dict[str, Any]:
+        return self.client.update_config(config_id, **fields)
+
+    def delete_config(self, config_id: str) -> None:
+        self.client.delete_config(config_id)
+
+    def list_jobs(self) -> list[dict[str, Any]]:
+        return self.client.list_jobs()
+
+    def start_job(self, model: str, dataset: str, config: str | None, *, eval_dataset: str | None = None,
+                  overrides: dict[str, Any] | None = None, name: str | None = None) -> dict[str, Any]:
+        body = {"model": model, "dataset": dataset, "config": config, "eval_dataset": eval_dataset,
+                "overrides": overrides, "name": name}
+        out = self.client.request("POST", "/api/training/start", json={k: v for k, v in body.items() if v is not None})
+        return {"id": out["job_id"], **out}
+
+    def status(self, job_id: str) -> dict[str, Any]:
+        return self.client.get_status(job_id)
+
+    def pause(self, job_id: str) -> dict[str, Any]:
+        self.client.pause(job_id)
+        return self.status(job_id)
+
+    def resume(self, job_id: str) -> dict[str, Any]:
+        self.client.resume(job_id)
+        return self.status(job_id)
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        self.client.cancel(job_id)
+        return self.status(job_id)
+
+    def metrics(self, job_id: str) -> list[dict[str, Any]]:
+        """The history as metrics events (train, plus eval where the server merged one in)."""
+        rows = self.client.get_local_metrics(job_id)["metrics"]
+        out: list[dict[str, Any]] = []
+        for r in rows:
+            out.append({"type": "train", "step": r["step"], "epoch": r.get("epoch"), "loss": r.get("train_loss"),
+                        "learning_rate": r.get("learning_rate"), "grad_norm": r.get("grad_norm"),
+                        "tokens_per_second": r.get("tokens_per_second"), "timestamp": r.get("created_at")})
+            if r.get("eval_loss") is not None:
+                out.append({"type": "eval", "step": r["step"], "epoch": r.get("epoch"), "eval_loss": r["eval_loss"]})
+        return out
+
+    def logs(self, job_id: str, tail: int = 200) -> list[str]:
+        return self.client.get_logs(job_id, tail=tail)["logs"]
+
+    def checkpoints(self, job_id: str) -> dict[str, Any]:
+        return self.client.list_checkpoints(job_id)
+
+    def validate(self, job_id: str, checkpoint: str, dataset_id: str) -> dict[str, Any]:
+        return self.client.validate(checkpoint, dataset_id, job_id=job_id, max_samples=50)
+
+    def compare(self, job_ids: list[str]) -> dict[str, Any]:
+        return self.client.compare(job_ids)
+
+    def events(self, job_id: str) -> Iterator[dict[str, Any]]:
+        for e in self.client.events(job_id):
+            if e["event"] in ("status", "metric") and isinstance(e.get("data"), dict):
+                yield {"kind": e["event"], **e["data"]}
+
+    def download_url(self, job_id: str, checkpoint: str | None = None) -> str | None:
+        return f"{self.base_url}/api/training/{job_id}/download/model" + (f"?checkpoint={checkpoint}" if checkpoint else "")
+
+
+def default_backend() -> Backend:
+    """Remote when ``WORKBENCH_REMOTE_URL`` is set (token from ``WORKBENCH_TOKEN``), else in-process."""
+    url = os.environ.get("WORKBENCH_REMOTE_URL")
+    return RemoteBackend(url, os.environ.get("WORKBENCH_TOKEN")) if url else LocalBackend()
