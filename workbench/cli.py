@@ -226,10 +226,14 @@ def cmd_up(args: argparse.Namespace) -> int:
         subprocess.Popen([sys.executable, "-m", "workbench.cli", "serve", "--host", args.host, "--port", str(args.port)],
                          env=env),
         subprocess.Popen([sys.executable, "-m", "voila", str(app_notebook()), "--no-browser",
-                          f"--port={args.app_port}", f"--Voila.ip={args.host}",
-                          "--VoilaConfiguration.file_allowlist=['.*']"], env=env,
+                          f"--port={args.app_port}", f"--Voila.ip={args.host}"], env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE if args.quiet else None),
     ]
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # stop both children on SIGTERM too
+
+    signal.signal(signal.SIGTERM, on_term)
 
     def listening(port: int) -> bool:
         with socket.socket() as s:
