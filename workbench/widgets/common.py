@@ -26,6 +26,21 @@ def esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
+def fmt(value: Any) -> str:
+    """A table cell: ``—`` for missing, 6 significant digits for floats, escaped text otherwise."""
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return esc(value)
+
+
+def inline_error_html(exc: BaseException | str) -> str:
+    """A one-line error for a panel's error slot."""
+    msg = exc if isinstance(exc, str) else (getattr(exc, "message", None) or str(exc))
+    return f'<div class="wb-error-text">⚠️ {esc(msg)}</div>'
+
+
 def ok_html(message: str) -> str:
     return f'<div class="{OK_CLASS}" style="color:#1a7f37">{esc(message)}</div>'
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 from typing import Any
 
 import ipywidgets as W
@@ -10,6 +9,7 @@ import ipywidgets as W
 from ..client import APIError
 from ..errors import WorkbenchError
 from .charts import DEFAULT_CAP, PALETTE, add_line, downsample, line_chart
+from .common import esc, fmt, inline_error_html
 
 BACKEND_ERRORS = (WorkbenchError, APIError)
 
@@ -34,21 +34,6 @@ STYLE = """<style>
 </style>"""
 
 
-def _esc(v: Any) -> str:
-    return html.escape("" if v is None else str(v))
-
-
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "—"
-    if isinstance(v, float):
-        return f"{v:.6g}"
-    return _esc(v)
-
-
-def _error_html(exc: BaseException | str) -> str:
-    msg = exc if isinstance(exc, str) else (getattr(exc, "message", None) or str(exc))
-    return f'<div class="wb-error-text">⚠️ {_esc(msg)}</div>'
 
 
 class JobsComparison:
@@ -92,7 +77,7 @@ class JobsComparison:
         try:
             return fn(*args)
         except BACKEND_ERRORS as exc:
-            self.error.value = _error_html(exc)
+            self.error.value = inline_error_html(exc)
             return None
 
     def refresh(self) -> None:
@@ -108,7 +93,7 @@ class JobsComparison:
         ids = list(job_ids if job_ids is not None else self.jobs.value)
         self.error.value = ""
         if len(ids) < 2:
-            self.error.value = _error_html("Select at least two jobs to compare.")
+            self.error.value = inline_error_html("Select at least two jobs to compare.")
             return
         result = self.backend.compare(ids)
         self.result = result
@@ -133,9 +118,9 @@ def _table_html(result: dict[str, Any]) -> str:
         for col, _ in COLUMNS:
             key = won.get((r["job_id"], col))
             if key:
-                cells.append(f'<td class="wb-winner" title="{_esc(key)}">★ {_fmt(r.get(col))}</td>')
+                cells.append(f'<td class="wb-winner" title="{esc(key)}">★ {fmt(r.get(col))}</td>')
             else:
-                cells.append(f"<td>{_fmt(r.get(col))}</td>")
+                cells.append(f"<td>{fmt(r.get(col))}</td>")
         wins = ", ".join(k.removeprefix("best_").replace("_", " ") for k, j in winner.items() if j == r["job_id"])
-        rows.append(f'<tr data-job="{_esc(r["job_id"])}">{"".join(cells)}<td>{_esc(wins)}</td></tr>')
+        rows.append(f'<tr data-job="{esc(r["job_id"])}">{"".join(cells)}<td>{esc(wins)}</td></tr>')
     return f'<table class="wb-table"><tr>{head}</tr>{"".join(rows)}</table>'

@@ -11,7 +11,6 @@ the checkpoints table on checkpoint events and when the job ends.
 
 from __future__ import annotations
 
-import html
 import threading
 from typing import Any
 
@@ -20,6 +19,7 @@ import ipywidgets as W
 from ..client import APIError
 from ..errors import WorkbenchError
 from .charts import DEFAULT_CAP, Downsampler, line_chart, set_points
+from .common import esc, fmt, inline_error_html
 
 FINAL = {"completed", "failed", "cancelled"}
 CAN_PAUSE = {"pending", "running"}
@@ -47,21 +47,6 @@ STYLE = """<style>
 </style>"""
 
 
-def _esc(v: Any) -> str:
-    return html.escape("" if v is None else str(v))
-
-
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "—"
-    if isinstance(v, float):
-        return f"{v:.6g}"
-    return _esc(v)
-
-
-def _error_html(exc: BaseException | str) -> str:
-    msg = exc if isinstance(exc, str) else (getattr(exc, "message", None) or str(exc))
-    return f'<div class="wb-error-text">⚠️ {_esc(msg)}</div>'
 
 
 class TrainingMonitor:
@@ -187,7 +172,7 @@ class TrainingMonitor:
         try:
             out = fn(*args)
         except BACKEND_ERRORS as exc:
-            self.error.value = _error_html(exc)
+            self.error.value = inline_error_html(exc)
             return None
         return out
 
@@ -298,10 +283,10 @@ class TrainingMonitor:
                 self.handle_event(item)
         except BACKEND_ERRORS as exc:
             if gen == self._gen:
-                self.error.value = _error_html(exc)
+                self.error.value = inline_error_html(exc)
         except Exception as exc:  # a dead stream must not kill the kernel's thread silently
             if gen == self._gen:
-                self.error.value = _error_html(f"event stream stopped: {exc}")
+                self.error.value = inline_error_html(f"event stream stopped: {exc}")
 
     def handle_event(self, item: dict[str, Any]) -> None:
         """One item of ``backend.events``: a status change or one metrics event."""
@@ -381,19 +366,19 @@ class TrainingMonitor:
         self.progress.bar_style = {"completed": "success", "failed": "danger", "cancelled": "warning"}.get(state, "")
         step, total = status.get("current_step"), status.get("total_steps")
         eta = status.get("estimated_remaining")
-        parts = [f"step {_fmt(step)}/{_fmt(total)}"]
+        parts = [f"step {fmt(step)}/{fmt(total)}"]
         if eta:
-            parts.append(f"ETA {_esc(eta)}")
+            parts.append(f"ETA {esc(eta)}")
         elif state in FINAL:
-            parts.append(_esc(state))
+            parts.append(esc(state))
         self.eta.value = " · ".join(parts)
-        rows = "".join(f"<tr><th>{label}</th><td>{_fmt(status.get(key))}</td></tr>"
+        rows = "".join(f"<tr><th>{label}</th><td>{fmt(status.get(key))}</td></tr>"
                        for key, label in STATUS_FIELDS if key in status)
         extra = ""
         if status.get("warning"):
-            extra += f'<div class="wb-warning wb-stale-warning">{_esc(status["warning"])}</div>'
+            extra += f'<div class="wb-warning wb-stale-warning">{esc(status["warning"])}</div>'
         if status.get("error"):
-            extra += f'<div class="wb-error-text wb-job-error">Error: {_esc(status["error"])}</div>'
+            extra += f'<div class="wb-error-text wb-job-error">Error: {esc(status["error"])}</div>'
         self.status_html.value = extra + f'<table class="wb-table">{rows}</table>'
 
     # ------------------------------------------------------------------ logs, checkpoints
@@ -401,7 +386,7 @@ class TrainingMonitor:
         if not self.job_id:
             return
         lines = self.backend.logs(self.job_id, tail=LOG_LINES)[-LOG_LINES:]
-        self.logs_html.value = f'<pre class="wb-log">{_esc(chr(10).join(lines))}</pre>'
+        self.logs_html.value = f'<pre class="wb-log">{esc(chr(10).join(lines))}</pre>'
 
     def _refresh_checkpoints(self) -> None:
         if not self.job_id:
@@ -416,12 +401,12 @@ class TrainingMonitor:
         for c in items:
             is_best = c.get("path") == best
             url = self.backend.download_url(job_id, c.get("path"))
-            link = f'<a href="{_esc(url)}" target="_blank" download>download</a>' if url else ""
+            link = f'<a href="{esc(url)}" target="_blank" download>download</a>' if url else ""
             cls = ' class="wb-best-checkpoint"' if is_best else ""
-            rows.append(f"<tr{cls}><td>{'★' if is_best else ''}</td><td>{_esc(c.get('path'))}</td>"
-                        f"<td>{_fmt(c.get('step'))}</td><td>{_fmt(c.get('epoch'))}</td>"
-                        f"<td>{_fmt(c.get('eval_loss'))}</td><td>{_fmt(c.get('train_loss'))}</td>"
-                        f"<td>{_fmt(c.get('size_mb'))}</td><td>{link}</td></tr>")
+            rows.append(f"<tr{cls}><td>{'★' if is_best else ''}</td><td>{esc(c.get('path'))}</td>"
+                        f"<td>{fmt(c.get('step'))}</td><td>{fmt(c.get('epoch'))}</td>"
+                        f"<td>{fmt(c.get('eval_loss'))}</td><td>{fmt(c.get('train_loss'))}</td>"
+                        f"<td>{fmt(c.get('size_mb'))}</td><td>{link}</td></tr>")
         body = "".join(rows) or '<tr><td colspan="8"><i>No checkpoints yet.</i></td></tr>'
         self.checkpoints_html.value = f'<b>Checkpoints</b><table class="wb-table"><tr>{head}</tr>{body}</table>'
         paths = [c["path"] for c in items]
@@ -436,7 +421,7 @@ class TrainingMonitor:
     def _start(self) -> None:
         self.error.value = ""
         if not self.model.value or not self.dataset.value:
-            self.error.value = _error_html("Pick a model and a dataset first.")
+            self.error.value = inline_error_html("Pick a model and a dataset first.")
             return
         overrides = {"training": {"max_steps": int(self.max_steps.value)}} if self.max_steps.value > 0 else None
         job = self.backend.start_job(self.model.value, self.dataset.value, self.config.value, overrides=overrides)
@@ -453,7 +438,7 @@ class TrainingMonitor:
 
     def _validate(self) -> None:
         if not self.job_id or not self.val_checkpoint.value or not self.val_dataset.value:
-            self.validation_html.value = _error_html("Pick a checkpoint and a test dataset first.")
+            self.validation_html.value = inline_error_html("Pick a checkpoint and a test dataset first.")
             return
         args = (self.job_id, self.val_checkpoint.value, self.val_dataset.value)
         self.validate_button.disabled = True
@@ -464,9 +449,9 @@ class TrainingMonitor:
                 result = self.backend.validate(*args)
                 self.validation_html.value = _validation_html(result)
             except BACKEND_ERRORS as exc:
-                self.validation_html.value = _error_html(exc)
+                self.validation_html.value = inline_error_html(exc)
             except Exception as exc:
-                self.validation_html.value = _error_html(f"validation failed: {exc}")
+                self.validation_html.value = inline_error_html(f"validation failed: {exc}")
             finally:
                 self.validate_button.disabled = False
 
@@ -476,11 +461,11 @@ class TrainingMonitor:
 
 def _validation_html(result: dict[str, Any]) -> str:
     metrics = result.get("metrics") or {}
-    rows = "".join(f'<tr class="wb-metric-{_esc(k)}"><th>{_esc(k)}</th><td>{_fmt(v)}</td></tr>'
+    rows = "".join(f'<tr class="wb-metric-{esc(k)}"><th>{esc(k)}</th><td>{fmt(v)}</td></tr>'
                    for k, v in metrics.items())
-    out = f'<b>Validation</b> — {_esc(result.get("message", ""))}<table class="wb-table">{rows}</table>'
+    out = f'<b>Validation</b> — {esc(result.get("message", ""))}<table class="wb-table">{rows}</table>'
     for ex in (result.get("examples") or [])[:2]:
-        out += ('<div class="wb-example"><b>Prompt:</b> ' + _esc(ex.get("prompt")) +
-                "<br><b>Reference:</b> " + _esc(ex.get("reference")) +
-                "<br><b>Generated:</b> " + _esc(ex.get("generated")) + "</div>")
+        out += ('<div class="wb-example"><b>Prompt:</b> ' + esc(ex.get("prompt")) +
+                "<br><b>Reference:</b> " + esc(ex.get("reference")) +
+                "<br><b>Generated:</b> " + esc(ex.get("generated")) + "</div>")
     return out
