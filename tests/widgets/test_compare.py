@@ -8,24 +8,7 @@ from typing import Any
 
 import pytest
 
-FAST = {"training": {"max_steps": 10, "logging_steps": 5, "save_steps": 5, "eval_steps": 5, "torch_threads": 1,
-                     "per_device_train_batch_size": 4, "max_seq_length": 256}}
-
-
-def _env(mp: pytest.MonkeyPatch, home: Path, tiny: Path) -> None:
-    mp.setenv("WORKBENCH_HOME", str(home))
-    mp.setenv("WORKBENCH_TINY_CHAT_CACHE", str(tiny))
-    mp.setenv("HF_HUB_OFFLINE", "1")
-
-
-def _local_backend() -> Any:
-    from workbench.jobs.executor import InProcessExecutor
-    from workbench.jobs.service import JobService
-    from workbench.widgets.backend import LocalBackend
-
-    backend = LocalBackend()
-    backend.jobs = JobService(executor=InProcessExecutor())
-    return backend
+from .conftest import FAST, in_process_backend, use_home
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +21,9 @@ def env(tmp_path_factory: pytest.TempPathFactory, tiny_chat_dir: Path) -> dict[s
     torch.set_num_threads(1)
     home = tmp_path_factory.mktemp("compare-home")
     mp = pytest.MonkeyPatch()
-    _env(mp, home, tiny_chat_dir)
+    use_home(mp, home, tiny_chat_dir)
     try:
-        backend = _local_backend()
+        backend = in_process_backend()
         sample = backend.register_sample()
         jobs = [backend.jobs.start("tiny-chat", sample["id"], "lora",
                                    overrides=deep_merge(FAST, {"training": {"learning_rate": lr}}))
@@ -53,12 +36,12 @@ def env(tmp_path_factory: pytest.TempPathFactory, tiny_chat_dir: Path) -> dict[s
 
 @pytest.fixture(autouse=True)
 def _home(env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    _env(monkeypatch, env["home"], env["tiny"])
+    use_home(monkeypatch, env["home"], env["tiny"])
 
 
 @pytest.fixture
 def backend(env: dict[str, Any]) -> Any:
-    return _local_backend()
+    return in_process_backend()
 
 
 def _panel(backend: Any) -> Any:
