@@ -125,7 +125,6 @@ class JobService:
 
     def checkpoints(self, job_id: str, owner: str = LOCAL_USER) -> dict[str, Any]:
         out = self.job_dir(job_id, owner) / "output"
-        train_loss = {e["step"]: e.get("train_loss") for e in self.metrics(job_id, owner, {"checkpoint"})}
         items = []
         dirs = checkpoint_dirs(out)
         best_dir = best_checkpoint(dirs)
@@ -137,7 +136,7 @@ class JobService:
             size = sum(f.stat().st_size for f in c.rglob("*") if f.is_file())
             items.append({"path": c.name, "step": step, "epoch": state.get("epoch"),
                           "eval_loss": checkpoint_eval_loss(c),
-                          "train_loss": train_loss.get(step) or (losses[-1] if losses else None),
+                          "train_loss": losses[-1] if losses else None,
                           "size_mb": round(size / 2**20, 2),
                           "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(c.stat().st_mtime))})
         for c in items:
