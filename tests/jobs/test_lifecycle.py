@@ -17,6 +17,7 @@ import pytest
 
 from workbench import home
 from workbench.errors import Conflict, InvalidInput
+from workbench.jobs.executor import pid_alive
 from workbench.jobs.service import JobService
 
 from .conftest import FAST, wait_for, wait_for_step
@@ -117,6 +118,10 @@ def test_kill_minus_9_marks_the_job_failed_with_a_reason(job_home, sample) -> No
     wait_for_step(svc, job2["id"], 5)
     runner = svc.get(job2["id"])["runner_pid"]
     os.killpg(runner, signal.SIGKILL)
+    # SIGKILL is delivered asynchronously: wait until the kernel has actually torn the runner down.
+    deadline = time.monotonic() + 10
+    while pid_alive(runner) and time.monotonic() < deadline:
+        time.sleep(0.05)
     st = JobService().status(job2["id"])  # a later process re-attaches and notices
     assert st["status"] == "failed" and str(runner) in st["error"]
 
