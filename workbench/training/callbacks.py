@@ -20,6 +20,7 @@ import torch
 from transformers import TrainerCallback
 
 from ..jobs import progress
+from ..jobs.history import HistoryWriter
 from ..records import now_iso
 
 log = logging.getLogger("workbench.training")
@@ -63,10 +64,12 @@ class MetricsCallback(TrainerCallback):
         self.last_train_loss: float | None = None
         self.eval_by_step: dict[int, float] = {}
         self.summary = progress.load_summary(metrics_path.parent)
+        self.history = HistoryWriter(metrics_path.parent)
 
     def _emit(self, event: dict[str, Any]) -> None:
         event = {"timestamp": now_iso(), **event}
         append_event(self.path, event)
+        self.history.add(event)
         progress.save_summary(self.path.parent, progress.fold(self.summary, event))
         if self.on_event:
             self.on_event(event)
@@ -76,6 +79,9 @@ class MetricsCallback(TrainerCallback):
                     "total_epochs": args.num_train_epochs, "total_samples": len(kw["train_dataloader"].dataset)
                     if kw.get("train_dataloader") is not None else None, "resumed_step": state.global_step})
         self._mark = (time.perf_counter(), self.counter.processed, self.counter.trained, self.counter.samples)
+
+    def on_train_end(self, args, state, control, **kw):
+        self.history.flush()
 
     def on_log(self, args, state, control, logs=None, **kw):
         logs = logs or {}

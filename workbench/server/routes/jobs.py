@@ -14,6 +14,7 @@ from pydantic import Field
 from starlette.requests import Request
 
 from ... import home
+from ...jobs import history
 from ...errors import Conflict, InvalidInput
 from ..errors import BadRequest, with_field_prefix
 from ..openapi import Registry
@@ -400,32 +401,6 @@ def _events(data: bytes) -> Iterator[tuple[bytes, dict[str, Any]]]:
                 yield line, ev
 
 
-def _merge(rows: dict[int, dict[str, Any]], ev: dict[str, Any], step: int, job_id: str) -> None:
-    """Fold one train or eval event into the row of its step (a dict literal: this runs 100k times)."""
-    row = rows.get(step)
-    if ev["type"] == "train":
-        g = ev.get
-        rows[step] = {
-            "id": f"{job_id}-{step}", "job_id": job_id, "step": step, "epoch": g("epoch"), "train_loss": g("loss"),
-            "eval_loss": row["eval_loss"] if row else None, "train_perplexity": g("train_perplexity"),
-            "perplexity": row["perplexity"] if row else None, "learning_rate": g("learning_rate"),
-            "grad_norm": g("grad_norm"), "gpu_memory_allocated_gb": g("gpu_memory_allocated_gb"),
-            "gpu_memory_reserved_gb": g("gpu_memory_reserved_gb"),
-            "gpu_utilization_percent": g("gpu_utilization_percent"), "samples_per_second": g("samples_per_second"),
-            "tokens_per_second": g("tokens_per_second"), "created_at": g("timestamp"),
-        }
-        return
-    if row is None:
-        row = rows[step] = {
-            "id": f"{job_id}-{step}", "job_id": job_id, "step": step, "epoch": ev.get("epoch"), "train_loss": None,
-            "eval_loss": None, "train_perplexity": None, "perplexity": None, "learning_rate": None,
-            "grad_norm": None, "gpu_memory_allocated_gb": None, "gpu_memory_reserved_gb": None,
-            "gpu_utilization_percent": None, "samples_per_second": None, "tokens_per_second": None,
-            "created_at": ev.get("timestamp"),
-        }
-    row["eval_loss"], row["perplexity"] = ev.get("eval_loss"), ev.get("eval_perplexity")
-
-
 class _View:
     """One job's rendered history, kept current by reading only what was appended since last time.
 
@@ -491,12 +466,12 @@ class _View:
             top = self.last["step"]
             rows[top] = self.last
         for _, ev in _events(data):
-            step = ev.get("step")
-            if ev.get("type") not in ("train", "eval") or not isinstance(step, int):
+            step = history.step_of(ev)
+            if step is None:
                 continue
             if top is not None and step < top and step not in rows:
                 return False
-            _merge(rows, ev, step, self.job_id)
+            history.merge(rows, ev, step, self.job_id)
             if top is None or step > top:
                 top = step
         self._settle(list(rows.values()))
@@ -511,12 +486,7 @@ class _View:
         with open(path, "rb") as fh:
             data = fh.read(size)
         self._reset()
-        rows: dict[int, dict[str, Any]] = {}
-        for _, ev in _events(data):
-            step = ev.get("step")
-            if ev.get("type") in ("train", "eval") and isinstance(step, int):
-                _merge(rows, ev, step, self.job_id)
-        self._settle([rows[step] for step in sorted(rows)])
+        self._settle(history.fold_rows((ev for _, ev in _events(data)), self.job_id))
 
     def _render(self) -> bytes:
         """One copy of the rows into the body (``join``), however many chunks they arrived in."""
@@ -533,6 +503,58 @@ class _View:
         else:
             parts.append(b"]}")
         return b"".join(parts)
+
+
+class _HistoryView:
+    """The local history of a job that writes ``history.jsonl``: its rows are already rendered.
+
+    The file only grows (a rewrite is a new inode), so each request reads just its new bytes,
+    turns newlines into commas, and adds the rows of the events logged since its last row.
+    """
+
+    def __init__(self, kind: str, job_id: str, inode: int):
+        self.kind = kind
+        self.job_id = job_id
+        self.inode = inode
+        self.lock = threading.Lock()
+        self.offset = 0
+        self.done: list[bytes] = []
+        self.last_step: int | None = None
+        self.seal = b""
+        self.key: tuple[int, int] | None = None
+        self.body: bytes | None = None
+
+    @property
+    def size(self) -> int:
+        return sum(len(chunk) for chunk in self.done) + (len(self.body) if self.body else 0)
+
+    def update(self, path: Path, size: int) -> bytes:
+        metrics = path.parent / "metrics.jsonl"
+        try:
+            msize = os.stat(metrics).st_size
+        except FileNotFoundError:
+            msize = 0
+        if self.body is not None and self.key == (size, msize):
+            return self.body
+        with open(path, "rb") as fh:
+            if self.offset and os.pread(fh.fileno(), len(self.seal), self.offset - len(self.seal)) != self.seal:
+                self.offset, self.done, self.last_step = 0, [], None  # rewritten under a recycled inode
+            if size > self.offset:
+                fh.seek(self.offset)
+                data = fh.read(size - self.offset)
+                end = data.rfind(b"\n")
+                if end >= 0:
+                    self.offset += end + 1
+                    self.done.append(data[:end].replace(b"\n", b","))
+                    self.seal = data[data.rfind(b"\n", 0, end) + 1:end + 1]  # the last row, as read
+                    self.last_step = orjson.loads(self.seal)["step"]
+        tail = history.tail_rows(metrics, self.last_step, self.job_id)
+        parts = [b'{"job_id":' + orjson.dumps(self.job_id) + b',"metrics":[', b",".join(self.done)]
+        if tail:
+            parts.append((b"," if self.done else b"") + orjson.dumps(tail)[1:-1])
+        parts.append(b"]}")
+        self.body, self.key = b"".join(parts), (size, msize)
+        return self.body
 
 
 class MetricsViews:
@@ -552,11 +574,18 @@ class MetricsViews:
             st = os.stat(path)
         except FileNotFoundError:
             return _View(kind, job_id, 0).update(path, 0)
+        factory: Any = _View
+        if kind == "local":
+            try:
+                hpath = path.parent / history.HISTORY
+                st, path, factory = os.stat(hpath), hpath, _HistoryView
+            except FileNotFoundError:
+                pass  # a job from before history.jsonl: fold its events here
         key = (kind, str(path))
         with self.lock:
             view = self.views.get(key)
             if view is None or view.inode != st.st_ino or st.st_size < view.offset:  # a new or replaced file
-                view = self.views[key] = _View(kind, job_id, st.st_ino)
+                view = self.views[key] = factory(kind, job_id, st.st_ino)
             self.views.move_to_end(key)
         with view.lock:
             body = view.update(path, st.st_size)
