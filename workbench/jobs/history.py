@@ -22,7 +22,8 @@ from typing import Any
 
 import orjson
 
-from ..store import atomic_write_bytes
+from ..store import append_bytes, atomic_write_bytes
+from .progress import iter_events
 
 HISTORY = "history.jsonl"
 _BLOCK = 1 << 16
@@ -145,11 +146,7 @@ class HistoryWriter:
             self._append(missed)
 
     def _append(self, rows: list[dict[str, Any]]) -> None:
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, b"".join(orjson.dumps(r) + b"\n" for r in rows))
-        finally:
-            os.close(fd)
+        append_bytes(self.path, b"".join(orjson.dumps(r) + b"\n" for r in rows))
         self.last = rows[-1]["step"]
 
     def add(self, ev: dict[str, Any]) -> None:
@@ -174,8 +171,6 @@ class HistoryWriter:
 
     def rebuild(self) -> None:
         """Every row from the event log, all final; an atomic replace, so readers see old or new."""
-        from .progress import iter_events
-
         rows = fold_rows(iter_events(self.metrics), self.job_id)
         atomic_write_bytes(self.path, b"".join(orjson.dumps(r) + b"\n" for r in rows))
         self.last = rows[-1]["step"] if rows else None

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import shutil
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from transformers import TrainerCallback
 from ..jobs import progress
 from ..jobs.history import HistoryWriter
 from ..records import now_iso
+from ..store import append_bytes
 
 log = logging.getLogger("workbench.training")
 
@@ -38,11 +38,7 @@ def _ppl(loss: float | None) -> float | None:
 def append_event(path: Path, event: dict[str, Any]) -> None:
     """One JSON line per event; a single write() of a short line is atomic with O_APPEND."""
     line = json.dumps(event if "timestamp" in event else {"timestamp": now_iso(), **event}) + "\n"
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line.encode())
-    finally:
-        os.close(fd)
+    append_bytes(path, line.encode())
 
 
 class TokenCounter:

@@ -401,6 +401,10 @@ def _events(data: bytes) -> Iterator[tuple[bytes, dict[str, Any]]]:
                 yield line, ev
 
 
+def _body_head(job_id: str) -> bytes:
+    return b'{"job_id":' + orjson.dumps(job_id) + b',"metrics":['
+
+
 class _View:
     """One job's rendered history, kept current by reading only what was appended since last time.
 
@@ -493,7 +497,7 @@ class _View:
         rows = list(self.done)
         if self.last is not None:
             rows.append(orjson.dumps(self.last))
-        parts: list[bytes | memoryview] = [b'{"job_id":' + orjson.dumps(self.job_id) + b',"metrics":[']
+        parts: list[bytes | memoryview] = [_body_head(self.job_id)]
         for i, chunk in enumerate(rows):
             if i:
                 parts.append(b",")
@@ -549,7 +553,7 @@ class _HistoryView:
                     self.seal = data[data.rfind(b"\n", 0, end) + 1:end + 1]  # the last row, as read
                     self.last_step = orjson.loads(self.seal)["step"]
         tail = history.tail_rows(metrics, self.last_step, self.job_id)
-        parts = [b'{"job_id":' + orjson.dumps(self.job_id) + b',"metrics":[', b",".join(self.done)]
+        parts = [_body_head(self.job_id), b",".join(self.done)]
         if tail:
             parts.append((b"," if self.done else b"") + orjson.dumps(tail)[1:-1])
         parts.append(b"]}")
