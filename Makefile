@@ -23,6 +23,7 @@ demo: $(STAMP)
 	$(BIN)/workbench demo
 
 test: $(STAMP)
+	scripts/test-deps.sh
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

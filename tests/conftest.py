@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# Starlette's TestClient sends ``Host: testserver``; the server answers only to names it is told.
+os.environ.setdefault("WORKBENCH_ALLOWED_HOSTS", "testserver")
 
 
 @pytest.fixture

@@ -362,6 +362,50 @@ def test_split_registers_train_and_eval_datasets(svc: DatasetService, tmp_path: 
         svc.split(parent["id"], eval_fraction=0)
 
 
+
+@pytest.mark.parametrize("where", ["second record", "writing the files", "eval record"])
+def test_a_failed_split_leaves_no_record_and_no_folder(svc: DatasetService, home: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    import workbench.datasets as datasets_mod
+    from workbench.store import Transaction
+
+    parent = svc.register(write_jsonl(tmp_path / "all.jsonl", [chat(f"q{i}", f"a{i}") for i in range(20)]),
+                          name="All")
+    store_before = (home / "store.json").read_bytes()
+    if where == "second record":
+        real_insert, seen = Transaction.insert, []
+
+        def insert(self: Transaction, table: str, record: dict) -> dict:
+            seen.append(table)
+            if seen.count("datasets") == 2:
+                raise OSError("crash between the two records")
+            return real_insert(self, table, record)
+
+        monkeypatch.setattr(Transaction, "insert", insert)
+    elif where == "writing the files":
+        def write(src: Path, outputs: dict) -> dict:
+            for out in outputs:
+                out.write_bytes(b"half")
+            raise OSError("disk full")
+
+        monkeypatch.setattr(datasets_mod, "_write_subsets", write)
+    else:
+        real_record = DatasetService._record
+
+        def record(*args, **kwargs):
+            if args[1].endswith("(eval)"):
+                raise RuntimeError("stats failed")
+            return real_record(*args, **kwargs)
+
+        monkeypatch.setattr(DatasetService, "_record", staticmethod(record))
+
+    with pytest.raises((OSError, RuntimeError)):
+        svc.split(parent["id"], eval_fraction=0.25, seed=3)
+
+    assert (home / "store.json").read_bytes() == store_before
+    assert [r["id"] for r in get_store().all("datasets")] == [parent["id"]]
+    assert sorted(p.name for p in (home / "datasets").iterdir()) == [parent["id"]]
+
 def test_load_chats_by_index_keeps_the_requested_order(tmp_path: Path) -> None:
     src = write_jsonl(tmp_path / "c.jsonl", [chat(str(i), str(i)) for i in range(5)])
     assert [c[0]["content"] for c in load_chats(src, [3, 0, 4])] == ["3", "0", "4"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from pathlib import Path
@@ -12,7 +11,7 @@ import torch
 
 from workbench import models
 from workbench.errors import Forbidden, InvalidInput, ModelUnavailable, NotFound
-from workbench.tinymodel import CACHE_ENV, ensure_tiny_chat
+from workbench.tinymodel import CACHE_ENV
 
 torch.set_num_threads(1)
 

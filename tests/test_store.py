@@ -76,3 +76,75 @@ def test_records_are_isolated_by_owner(tmp_path: Path) -> None:
 
     with pytest.raises(NotFound):
         store.require("things", "b", owner="alice")
+
+
+def test_a_transaction_that_raises_writes_nothing(tmp_path: Path) -> None:
+    import pytest
+
+    path = tmp_path / "store.json"
+    store = Store(path)
+    store.insert("users", {"id": "u0", "owner": "u0"})
+    before = path.read_bytes()
+    with pytest.raises(RuntimeError):
+        with store.transaction() as tx:
+            tx.insert("users", {"id": "u1", "owner": "u1"})
+            tx.update("users", "u0", {"name": "changed"})
+            assert tx.get("users", "u1") is not None  # the transaction sees its own writes
+            raise RuntimeError("crash between two writes")
+    assert path.read_bytes() == before
+    assert Store(path).all("users") == [{"id": "u0", "owner": "u0"}]
+
+
+def test_a_transaction_writes_the_file_once_when_it_ends(tmp_path: Path, monkeypatch) -> None:
+    import workbench.store as store_mod
+
+    path = tmp_path / "store.json"
+    store = Store(path)
+    writes: list[Path] = []
+    real = store_mod.atomic_write_bytes
+    monkeypatch.setattr(store_mod, "atomic_write_bytes", lambda p, data: (writes.append(p), real(p, data)))
+    with store.transaction() as tx:
+        tx.insert("users", {"id": "u1", "owner": "u1"})
+        tx.insert("tokens", {"id": "t1", "user_id": "u1"})
+        with store.transaction() as inner:  # a nested transaction joins the outer one
+            inner.update("users", "u1", {"name": "alice"})
+        assert writes == [] and store.get("users", "u1") is None  # readers see nothing before the commit
+    assert writes == [path]
+    assert store.get("users", "u1")["name"] == "alice" and store.get("tokens", "t1")["user_id"] == "u1"
+    with store.transaction() as tx:  # a read-only transaction writes nothing
+        tx.all("users")
+    assert writes == [path]
+
+
+def _short_writes(monkeypatch, keep: int | None) -> None:
+    """os.write as on a full disk: the first ``keep`` bytes land and the count says so, or ENOSPC."""
+    import errno
+
+    import workbench.store as store_mod
+
+    real = store_mod.os.write
+
+    def write(fd: int, data: bytes) -> int:
+        if keep is None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, bytes(data[:keep]))
+
+    monkeypatch.setattr(store_mod.os, "write", write)
+
+
+def test_append_on_a_full_disk_raises_disk_full_and_leaves_only_whole_lines(tmp_path: Path, monkeypatch) -> None:
+    import pytest
+
+    from workbench.store import DiskFull, append_bytes
+
+    log = tmp_path / "metrics.jsonl"
+    append_bytes(log, b'{"step": 1}\n')
+    for keep in (7, None):  # a short write, then ENOSPC
+        with monkeypatch.context() as m:
+            _short_writes(m, keep)
+            with pytest.raises(DiskFull) as err:
+                append_bytes(log, b'{"step": 2, "loss": 0.5}\n')
+        assert isinstance(err.value, OSError) and "disk full" in str(err.value)
+        assert log.read_bytes() == b'{"step": 1}\n'  # the partial line was cut back off
+    append_bytes(log, b'{"step": 3}\n')
+    assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == [1, 3]

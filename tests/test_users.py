@@ -98,3 +98,26 @@ def test_tokens_of_one_user_do_not_open_another(home: Path) -> None:
     bob, b = users.add_user("bob")
     assert users.authenticate(a) == alice["id"] and users.authenticate(b) == bob["id"]
     assert [t["user_name"] for t in users.list_tokens("bob")] == ["bob"]
+
+
+def test_a_crash_between_the_user_and_its_token_leaves_the_store_unchanged(home: Path, monkeypatch) -> None:
+    from workbench.store import Transaction, get_store
+
+    users.add_user("bob")
+    before = (home / "store.json").read_bytes()
+    real_insert = Transaction.insert
+
+    def insert(self: Transaction, table: str, record: dict) -> dict:
+        if table == users.TOKENS:
+            raise OSError("the process dies after the user was inserted")
+        return real_insert(self, table, record)
+
+    monkeypatch.setattr(Transaction, "insert", insert)
+    with pytest.raises(OSError):
+        users.add_user("alice")
+    monkeypatch.setattr(Transaction, "insert", real_insert)
+
+    assert (home / "store.json").read_bytes() == before
+    assert [u["name"] for u in get_store().all(users.USERS)] == ["bob"]
+    user, token = users.add_user("alice")  # nothing half-made is in the way
+    assert users.authenticate(token) == user["id"]

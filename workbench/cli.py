@@ -38,6 +38,10 @@ def _dataset_ref(path_or_id: str) -> str:
     return path_or_id
 
 
+def _num(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+
+
 def follow(service: Any, job_id: str) -> dict[str, Any]:
     """A tqdm bar with the loss until the job stops; Ctrl+C pauses the job (twice: detach)."""
     from tqdm import tqdm
@@ -63,12 +67,16 @@ def follow(service: Any, job_id: str) -> dict[str, Any]:
                 if ev.get("error"):
                     bar.write(f"error: {ev['error']}", file=sys.stderr)
                 continue
-            if ev.get("total_steps"):
+            # every value is checked: a NaN loss arrives as null (named in "nonfinite"), and an
+            # odd line must never end the bar (a divergence's message comes as the failed status's error)
+            if _num(ev.get("total_steps")):
                 bar.total = ev["total_steps"]
-            if ev.get("step") is not None:
+            if isinstance(ev.get("step"), int):
                 bar.n = ev["step"]
-            post = {k: f"{ev[k]:.4f}" for k in ("loss", "eval_loss") if ev.get(k) is not None}
-            if ev.get("trained_tokens_per_second"):
+            post = {k: f"{ev[k]:.4f}" for k in ("loss", "eval_loss") if _num(ev.get(k))}
+            nonfinite = ev.get("nonfinite") if isinstance(ev.get("nonfinite"), list) else []
+            post.update({k: "non-finite" for k in ("loss", "eval_loss") if k in nonfinite})
+            if _num(ev.get("trained_tokens_per_second")):
                 post["tok/s"] = f"{ev['trained_tokens_per_second']:.0f}"
             if post:
                 bar.set_postfix(post, refresh=False)
@@ -181,26 +189,62 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+WILDCARD = {"0.0.0.0", "::", ""}
+
+
+def server_names(host: str) -> list[str]:
+    """The Host names a server bound to ``host`` answers to (besides loopback): the address itself,
+    and for a wildcard bind this machine's name and addresses."""
+    if host not in WILDCARD:
+        return [host]
+    import socket
+
+    import psutil
+
+    names = {socket.gethostname(), socket.getfqdn()}
+    for addrs in psutil.net_if_addrs().values():
+        names.update(a.address.split("%")[0] for a in addrs if a.family in (socket.AF_INET, socket.AF_INET6))
+    return sorted(n for n in names if n)
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    """Print the local user's token (created on first use), as ``jupyter server list`` does."""
+    from .users import local_token
+
+    print(local_token())
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Serve the REST API; multi-user auth is forced on any non-loopback address."""
+    """Serve the REST API; a token is always required, and several users are assumed off loopback."""
     import uvicorn
 
     from .jobs.service import JobService
     from .server.app import create_app
+    from .settings import LOOPBACK_HOSTS
+    from .sweep import sweep_leftovers
+    from .users import local_token
 
-    auth = args.auth or args.host not in LOOPBACK
+    multi_user = args.multi_user or args.host not in LOOPBACK_HOSTS
     failed = JobService().reconcile_all()
+    sweep_leftovers()  # upload spools, orphaned dataset folders, temp files of interrupted writes
     if failed:
         print(f"marked {len(failed)} dead job(s) failed: {', '.join(failed)}", file=sys.stderr)
-    print(f"workbench API on http://{args.host}:{args.port} ({'multi-user: bearer tokens required' if auth else 'local single-user'})",
-          file=sys.stderr)
+    app = create_app(multi_user=multi_user, allowed_hosts=server_names(args.host))
+    token = local_token()
+    url = f"http://{_shown(args.host)}:{args.port}"
+    print(f"workbench API on {url} ({'multi-user' if multi_user else 'single-user'}; a bearer token is required)\n"
+          f"  curl -H 'Authorization: Bearer {token}' {url}/api/training/jobs\n"
+          f"  the token is in {home.token_file(home.home())} (`workbench token` prints it)", file=sys.stderr)
     # No access log by default: SSE/WebSocket clients may pass ?token=, which must not land in logs.
-    uvicorn.run(create_app(auth_required=auth), host=args.host, port=args.port, log_level=args.log_level,
-                access_log=args.access_log)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log)
     return 0
+
+
+def _shown(host: str) -> str:
+    """The address to print (and poll) for a bind address: loopback for a wildcard, IPv6 in brackets."""
+    shown = "127.0.0.1" if host in WILDCARD else host
+    return f"[{shown}]" if ":" in shown else shown
 
 
 def app_notebook() -> Path:
@@ -217,16 +261,19 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     from .tinymodel import ensure_tiny_chat
 
+    from .users import local_token
+
     print(f"WORKBENCH_HOME={home.home()}")
     ensure_tiny_chat()
-    api_url = f"http://{args.host}:{args.port}"
-    app_url = f"http://{args.host}:{args.app_port}/"
+    token = local_token()
+    api_url = f"http://{_shown(args.host)}:{args.port}"
+    app_url = f"http://{_shown(args.host)}:{args.app_port}/"
     env = {**os.environ, "WORKBENCH_HOME": str(home.home()), "WORKBENCH_API_URL": api_url}
     procs = [
         subprocess.Popen([sys.executable, "-m", "workbench.cli", "serve", "--host", args.host, "--port", str(args.port)],
                          env=env),
-        subprocess.Popen([sys.executable, "-m", "voila", str(app_notebook()), "--no-browser",
-                          f"--port={args.app_port}", f"--Voila.ip={args.host}"], env=env,
+        subprocess.Popen([sys.executable, "-m", "workbench.widgets.serve", str(app_notebook()),
+                          f"--port={args.app_port}", f"--host={args.host}"], env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE if args.quiet else None),
     ]
 
@@ -238,15 +285,15 @@ def cmd_up(args: argparse.Namespace) -> int:
     def listening(port: int) -> bool:
         with socket.socket() as s:
             s.settimeout(0.5)
-            return s.connect_ex((args.host, port)) == 0
+            return s.connect_ex((_shown(args.host).strip("[]"), port)) == 0
 
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (listening(args.port) and listening(args.app_port)):
         if any(p.poll() is not None for p in procs):
             break
         time.sleep(0.3)
-    print(f"\n  REST API  {api_url}   (OpenAPI: {api_url}/openapi.json)\n  Web app   {app_url}\n\nCtrl+C stops both.",
-          flush=True)
+    print(f"\n  Web app   {app_url}?token={token}\n  REST API  {api_url}   (OpenAPI: {api_url}/openapi.json; "
+          f"Authorization: Bearer {token})\n\nCtrl+C stops both.", flush=True)
     try:
         while all(p.poll() is None for p in procs):
             time.sleep(0.5)
@@ -316,7 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="serve the REST API with uvicorn")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
-    s.add_argument("--auth", action="store_true", help="require bearer tokens even on loopback")
+    s.add_argument("--multi-user", "--auth", dest="multi_user", action="store_true",
+                   help="several users share this server (always on for a non-loopback address)")
     s.add_argument("--log-level", default="info")
     s.add_argument("--access-log", action="store_true")
     s.set_defaults(func=cmd_serve)
@@ -327,6 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--app-port", type=int, default=8866)
     up.add_argument("--quiet", action="store_true")
     up.set_defaults(func=cmd_up)
+
+    tk = sub.add_parser("token", help="print the local user's bearer token")
+    tk.set_defaults(func=cmd_token)
 
     u = sub.add_parser("users", help="users and bearer tokens")
     u.add_argument("action", choices=["add", "token", "list", "revoke"])

@@ -92,12 +92,29 @@ def _unwrap(body: Any, key: str) -> Any:
     return body[key] if isinstance(body, dict) and key in body else body
 
 
+def find_token(base_url: str) -> str | None:
+    """The token a client uses when none is given: ``WORKBENCH_TOKEN``, else the home's, for loopback."""
+    from urllib.parse import urlsplit
+
+    from .home import read_local_token
+    from .settings import LOOPBACK_HOSTS
+
+    env = os.environ.get("WORKBENCH_TOKEN", "").strip()
+    if env:
+        return env
+    host = (urlsplit(base_url).hostname or "").lower()
+    return read_local_token() if host in LOOPBACK_HOSTS else None
+
+
 class TrainingClient:
     """A client for one workbench server. Use it as a context manager, or call :meth:`close`."""
 
     def __init__(self, base_url: str, token: str | None = None, timeout: float = 60,
                  *, transport: httpx.BaseTransport | None = None):
+        """``token`` defaults to ``WORKBENCH_TOKEN``, else (for a loopback server only, so it never
+        leaves the machine) the local user's token in ``$WORKBENCH_HOME/token``."""
         headers = {"Accept": "application/json"}
+        token = token or find_token(base_url)
         if token:
             headers["Authorization"] = f"Bearer {token}"
         self.base_url = base_url.rstrip("/")
@@ -319,6 +336,11 @@ class TrainingClient:
         params = {"checkpoint": checkpoint} if checkpoint else None
         return self._download(f"/api/training/{_seg(job_id)}/download/model", Path(dest), params,
                               f"{job_id}_{checkpoint or 'model'}.zip")
+
+    def download_link(self, job_id: str, checkpoint: str | None = None, kind: str = "model") -> str:
+        """A short-lived signed URL of a download, for a browser (it carries no token)."""
+        params = {"kind": kind, **({"checkpoint": checkpoint} if checkpoint else {})}
+        return self.request("GET", f"/api/training/{_seg(job_id)}/download/link", params=params)["url"]
 
     def download_logs(self, job_id: str, dest: str | os.PathLike[str]) -> Path:
         """Stream ``training.log`` + ``progress.json`` as a zip to ``dest`` (file or folder)."""

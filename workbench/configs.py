@@ -167,6 +167,9 @@ class ConfigService:
         self.store = store or get_store()
 
     def _validated(self, config_json: Any) -> dict[str, Any]:
+        from .quotas import check_config_size
+
+        check_config_size(config_json, "config_json")
         cfg, errors = validate_config(config_json)
         return {
             "config_json": cfg.dump() if cfg else config_json,
@@ -219,6 +222,9 @@ class ConfigService:
         if ref is None or ref == "":
             return parse_config(template("default"))
         if isinstance(ref, dict):
+            from .quotas import check_config_size
+
+            check_config_size(ref)
             return parse_config(deep_merge(template("default"), ref))
         if ref in TEMPLATES:
             return parse_config(template(ref))

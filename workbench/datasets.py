@@ -251,6 +251,10 @@ class DatasetService:
                  column_mapping: dict[str, Any] | None = None, filename: str | None = None,
                  owner: str = LOCAL_USER, max_bytes: int | None = None) -> dict[str, Any]:
         """Validate and normalise ``source`` (a path, or the uploaded bytes) into a new dataset."""
+        from .quotas import check_storage
+
+        size = len(source) if isinstance(source, (bytes, bytearray)) else _size_or_zero(source)
+        check_storage(self.store, owner, size)
         record = self._build(source, name=name, format=format, column_mapping=column_mapping,
                              filename=filename, owner=owner, max_bytes=max_bytes)
         try:
@@ -266,10 +270,14 @@ class DatasetService:
             return existing
         record = self._build(SAMPLE_DATASET, name=SAMPLE_NAME, format="chat", column_mapping=None,
                              filename=SAMPLE_DATASET.name, owner=owner, max_bytes=None, is_sample=True)
-        with self.store.transaction() as tx:
-            existing = self._sample_of(tx.all(TABLE, owner))
-            if existing is None:
-                return tx.insert(TABLE, record)
+        try:
+            with self.store.transaction() as tx:
+                existing = self._sample_of(tx.all(TABLE, owner))
+                if existing is None:
+                    return tx.insert(TABLE, record)
+        except BaseException:
+            shutil.rmtree(self._folder(record["id"]), ignore_errors=True)
+            raise
         shutil.rmtree(self._folder(record["id"]), ignore_errors=True)  # another process won the race
         return existing
 
@@ -391,7 +399,10 @@ class DatasetService:
 
     def split(self, dataset_id: str, eval_fraction: float = 0.1, seed: int = 42,
               owner: str = LOCAL_USER) -> dict[str, dict[str, Any]]:
-        """Two new datasets, ``<name> (train)`` and ``<name> (eval)``, with ``parent_id`` set."""
+        """Two new datasets, ``<name> (train)`` and ``<name> (eval)``, with ``parent_id`` set.
+
+        All or nothing: on any failure neither record is stored and both folders are removed.
+        """
         parent = self.get(dataset_id, owner)
         if eval_fraction <= 0 or parent["samples"] < 2:
             raise InvalidInput("split needs eval_fraction > 0 and at least 2 samples", field="eval_fraction")
@@ -412,7 +423,7 @@ class DatasetService:
                                           "split": {"part": part, "eval_fraction": eval_fraction, "seed": seed}})
                 for part in parts
             }
-            with self.store.transaction() as tx:
+            with self.store.transaction() as tx:  # one transaction: both records or neither
                 for rec in records.values():
                     tx.insert(TABLE, rec)
             return records
@@ -426,3 +437,9 @@ class DatasetService:
         self.store.delete(TABLE, dataset_id)
         shutil.rmtree(self._folder(dataset_id), ignore_errors=True)
 
+
+def _size_or_zero(path: str | Path) -> int:
+    try:
+        return Path(path).stat().st_size
+    except OSError:
+        return 0  # the core's own check names the missing file

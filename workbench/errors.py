@@ -64,3 +64,10 @@ class ModelUnavailable(WorkbenchError):
 
     code = "MODEL_UNAVAILABLE"
     http_status = 400
+
+
+class QuotaExceeded(WorkbenchError):
+    """A per-user limit (active jobs, live streams) is reached; the message names the limit and its setting."""
+
+    code = "QUOTA_EXCEEDED"
+    http_status = 429

@@ -4,8 +4,10 @@ The server, notebook kernels, job runners and the CLI all read and write the sam
 ``store.json``. Two things make that safe:
 
 * every operation runs inside :meth:`Store.transaction`, which holds a cross-process
-  file lock (``flock``) for the whole read-modify-write, and builds a fresh TinyDB
-  with query caching off, so no process acts on another's stale view;
+  file lock (``flock``) for the whole read-modify-write and reads the file afresh
+  (query caching off), so no process acts on another's stale view. A transaction is
+  all or nothing: it works on an in-memory copy and writes the file once, at its end;
+  one that raises writes nothing;
 * :class:`AtomicJSONStorage` writes to a temp file, fsyncs it and renames it over the
   original, so a crash mid-write leaves either the old or the new file, never half of one.
 
@@ -15,6 +17,7 @@ Every record carries an ``id`` and an ``owner`` (user id) so front-ends can isol
 from __future__ import annotations
 
 import copy
+import errno
 import json
 import os
 import tempfile
@@ -56,11 +59,36 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         os.close(dir_fd)
 
 
+class DiskFull(OSError):
+    """A write did not fit on the disk (ENOSPC, or a short write). ``str()`` says "disk full"."""
+
+
+def _disk_full(path: Path, cause: str) -> DiskFull:
+    return DiskFull(errno.ENOSPC, f"disk full: {cause}", str(path))
+
+
 def append_bytes(path: Path, data: bytes) -> None:
-    """Append in one ``write()`` with O_APPEND: concurrent readers and appenders never see lines interleave."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    """Append in one ``write()`` with O_APPEND: concurrent readers and appenders never see lines interleave.
+
+    A write the disk cannot take raises :class:`DiskFull`; a short write is cut back off the
+    file first (when nothing was appended after it), so a line log keeps only whole lines.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
-        os.write(fd, data)
+        try:
+            written = os.write(fd, data)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise _disk_full(path, f"no space left to append {len(data)} bytes") from exc
+            raise
+        if written != len(data):
+            end = os.lseek(fd, 0, os.SEEK_CUR)  # O_APPEND: just past the bytes this write added
+            try:
+                if os.fstat(fd).st_size == end:
+                    os.ftruncate(fd, end - written)
+            except OSError:
+                pass
+            raise _disk_full(path, f"only {written} of {len(data)} bytes could be appended")
     finally:
         os.close(fd)
 
@@ -84,6 +112,28 @@ class AtomicJSONStorage(Storage):
 
     def write(self, data: dict[str, dict[str, Any]]) -> None:
         atomic_write_bytes(self.path, json.dumps(data, separators=(",", ":")).encode())
+
+    def close(self) -> None:
+        pass
+
+
+class BufferedStorage(Storage):
+    """A transaction's working copy: the store file's JSON text, held in memory.
+
+    Each read parses it afresh, as reading the file did, so callers never share objects
+    with the buffer; writes replace the text and mark it dirty for the commit.
+    """
+
+    def __init__(self, raw: str | None):
+        self.raw = raw
+        self.dirty = False
+
+    def read(self) -> dict[str, dict[str, Any]] | None:
+        return json.loads(self.raw) if self.raw and self.raw.strip() else None
+
+    def write(self, data: dict[str, dict[str, Any]]) -> None:
+        self.raw = json.dumps(data, separators=(",", ":"))
+        self.dirty = True
 
     def close(self) -> None:
         pass
@@ -138,14 +188,38 @@ class Store:
         self._lock = FileLock(str(self.path) + ".lock", timeout=timeout)
         # Threads of one process queue here first, so they don't poll the file lock.
         self._thread_lock = threading.RLock()
+        self._active: Transaction | None = None  # the open transaction (of the thread holding _thread_lock)
         self._snap_key: tuple[int, int, int] | None = None
         self._snap: dict[str, dict[str, dict[str, Any]]] = {}
+        # Snapshot reads have their own lock: they never wait behind a transaction (which may wait on the file lock).
+        self._snap_lock = threading.RLock()
+        self._indexes: dict[tuple[Any, str, str], dict[Any, dict[str, Any]]] = {}
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
-        with self._thread_lock, self._lock:
-            db = TinyDB(self.path, storage=AtomicJSONStorage)
-            yield Transaction(db)
+        """All or nothing: the block works on an in-memory copy of the file, written back once,
+        atomically, when it exits without an exception; nothing is written when it raises.
+
+        A transaction opened inside another one in the same thread joins it.
+        """
+        with self._thread_lock:
+            if self._active is not None:  # only this thread can hold the re-entrant lock: a nested call
+                yield self._active
+                return
+            with self._lock:
+                try:
+                    raw: str | None = self.path.read_bytes().decode()
+                except FileNotFoundError:
+                    raw = None
+                db = TinyDB(raw, storage=BufferedStorage)
+                self._active = Transaction(db)
+                try:
+                    yield self._active
+                finally:
+                    self._active = None
+                buffer: BufferedStorage = db.storage  # type: ignore[assignment]
+                if buffer.dirty and buffer.raw is not None:
+                    atomic_write_bytes(self.path, buffer.raw.encode())
 
     def _snapshot(self) -> dict[str, dict[str, dict[str, Any]]]:
         """``{table: {record_id: record}}`` of the file as it is now, parsed once per version."""
@@ -154,7 +228,7 @@ class Store:
         except FileNotFoundError:
             return {}
         key = (st.st_ino, st.st_size, st.st_mtime_ns)
-        with self._thread_lock:
+        with self._snap_lock:
             if key != self._snap_key:
                 raw = AtomicJSONStorage(self.path).read() or {}
                 self._snap = {t: {d["id"]: d for d in docs.values() if "id" in d} for t, docs in raw.items()}
@@ -187,6 +261,22 @@ class Store:
     def all(self, table: str, owner: str | None = None) -> list[dict[str, Any]]:
         docs = self._snapshot().get(table, {}).values()
         return [copy.deepcopy(d) for d in docs if owner is None or d.get("owner") == owner]
+
+    def lookup(self, table: str, field: str, value: Any) -> dict[str, Any] | None:
+        """The record whose ``field`` equals ``value``, from an index built once per snapshot.
+
+        No lock and O(1) per call, so a flood of lookups (unknown tokens) costs a stat each.
+        The returned record is shared with the snapshot: read it, don't change it.
+        """
+        with self._snap_lock:  # re-entrant: the snapshot and its key are read together
+            self._snapshot()
+            key = (self._snap_key, table, field)
+            index = self._indexes.get(key)
+            if index is None:
+                self._indexes = {k: v for k, v in self._indexes.items() if k[0] == self._snap_key}
+                index = {d.get(field): d for d in self._snap.get(table, {}).values()}
+                self._indexes[key] = index
+        return index.get(value)
 
 
 _stores: dict[Path, Store] = {}

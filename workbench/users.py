@@ -13,14 +13,15 @@ Records are owned by the user's id, so the server isolates users by passing that
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import secrets
 from typing import Any
 
-from tinydb import Query
-
+from . import home
+from .home import read_local_token, token_file
 from .errors import Conflict, InvalidInput, NotFound
-from .records import new_id, now_iso
+from .records import LOCAL_USER, new_id, now_iso
 from .store import Store, get_store
 
 USERS = "users"
@@ -108,17 +109,46 @@ def issue_token(name_or_id: str, *, label: str | None = None,
 
 
 def authenticate(token: str | None, *, store: Store | None = None) -> str | None:
-    """The user id a live token belongs to; None for a missing, unknown or revoked token."""
-    if not token or not isinstance(token, str) or not token.startswith(TOKEN_PREFIX):
+    """The user id a live token belongs to; None for a missing, unknown or revoked token.
+
+    A lookup by digest in the store's lock-free snapshot index: it never takes the store's
+    lock, so a flood of unknown tokens costs one hash and one dict lookup each.
+    """
+    if not token or not isinstance(token, str) or not token.startswith(TOKEN_PREFIX) or len(token) > 200:
         return None
-    digest = hash_token(token)
-    with _store(store).transaction() as tx:
-        doc = tx.table(TOKENS).get(Query().hash == digest)
-        if doc is None or doc.get("revoked_at"):
-            return None
-        if tx.get(USERS, doc["user_id"]) is None:  # user removed by hand: its tokens die with it
-            return None
-        return str(doc["user_id"])
+    st = _store(store)
+    doc = st.lookup(TOKENS, "hash", hash_token(token))
+    if doc is None or doc.get("revoked_at"):
+        return None
+    if st.lookup(USERS, "id", doc["user_id"]) is None:  # user removed by hand: its tokens die with it
+        return None
+    return str(doc["user_id"])
+
+
+# --- the local user's token ------------------------------------------------------------------
+
+def local_token(*, store: Store | None = None) -> str:
+    """The local user's token, created on first use (as Jupyter does): single-user use needs no set-up.
+
+    The file is written with mode 600 before the token is stored, so it is never readable by others.
+    A file whose token the store no longer knows (a reset store) is replaced.
+    """
+    st = _store(store)
+    path = token_file(home.home())
+    existing = read_local_token(path.parent)
+    if existing and authenticate(existing, store=st) == LOCAL_USER:
+        return existing
+    with st.transaction() as tx:
+        if tx.get(USERS, LOCAL_USER) is None:
+            tx.insert(USERS, {"id": LOCAL_USER, "name": LOCAL_USER, "created_at": now_iso(), "local": True})
+        user = tx.get(USERS, LOCAL_USER)
+        record, token = _new_token(user, "local")
+        fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(token + "\n")
+        os.replace(path.with_suffix(".tmp"), path)
+        tx.insert(TOKENS, record)
+    return token
 
 
 def list_tokens(user: str | None = None, *, store: Store | None = None) -> list[dict[str, Any]]:

@@ -40,8 +40,9 @@ def voila(tmp_path_factory: pytest.TempPathFactory, tiny_chat_dir: Path) -> Iter
            "HF_HUB_OFFLINE": "1", "WORKBENCH_MAX_CONCURRENT_JOBS": "1"}
     env.pop("WORKBENCH_REMOTE_URL", None)
     log = open(home / "voila.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "voila", str(NOTEBOOK), "--no-browser", f"--port={port}",
-                             "--Voila.ip=127.0.0.1"], env=env, stdout=log, stderr=subprocess.STDOUT,
+    # as `workbench up` starts it: behind the local token, read from the home inside the process
+    proc = subprocess.Popen([sys.executable, "-m", "workbench.widgets.serve", str(NOTEBOOK), f"--port={port}",
+                             "--host=127.0.0.1"], env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -49,7 +50,8 @@ def voila(tmp_path_factory: pytest.TempPathFactory, tiny_chat_dir: Path) -> Iter
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 break
         time.sleep(0.3)
-    yield f"http://127.0.0.1:{port}/"
+    token = (home / "token").read_text().strip()
+    yield f"http://127.0.0.1:{port}/?token={token}"
     proc.terminate()
     proc.wait(timeout=20)
     os.environ["WORKBENCH_HOME"] = str(home)  # cancel anything left running in that home
@@ -61,6 +63,16 @@ def voila(tmp_path_factory: pytest.TempPathFactory, tiny_chat_dir: Path) -> Iter
                 JobService().cancel(job["id"], grace=1)
     finally:
         del os.environ["WORKBENCH_HOME"]
+
+
+def test_the_app_is_closed_without_the_token(voila: str) -> None:
+    import httpx
+
+    base = voila.split("?", 1)[0]
+    r = httpx.get(base, follow_redirects=False, timeout=30)
+    assert r.status_code in (302, 401, 403) and ".wb-app" not in r.text
+    assert httpx.get(base + "?token=wb_wrong", follow_redirects=False, timeout=30).status_code in (302, 401, 403)
+    assert httpx.get(voila, follow_redirects=False, timeout=60).status_code == 200
 
 
 @pytest.fixture

@@ -39,12 +39,13 @@ def test_pause_and_resume_give_the_same_curve_as_an_uninterrupted_run(job_home, 
     steps = FAST + ["training.max_steps=30"]
     straight = svc.start("tiny-chat", sample["id"], "lora", overrides=steps)
     paused = svc.start("tiny-chat", sample["id"], "lora", overrides=steps)
-    (home.job_dir(paused["id"]) / "control").write_text("pause")  # pauses at the first logging boundary
+    (home.job_dir(paused["id"]) / "control").write_text("pause")  # pauses when the first step ends
 
     st = wait_for(svc, paused["id"], {"paused", "failed"})
     assert st["status"] == "paused", st["error"]
-    assert st["checkpoint"] == "checkpoint-5" and st["current_step"] == 5
-    assert svc.checkpoints(paused["id"])["checkpoints"][-1]["path"] == "checkpoint-5"
+    # not a logging boundary (logging_steps=5): the checkpoint keeps the partial logging window
+    assert st["checkpoint"] == "checkpoint-1" and st["current_step"] == 1
+    assert svc.checkpoints(paused["id"])["checkpoints"][-1]["path"] == "checkpoint-1"
     with pytest.raises(Conflict):
         svc.pause(paused["id"], wait=0)
 
@@ -55,15 +56,14 @@ def test_pause_and_resume_give_the_same_curve_as_an_uninterrupted_run(job_home, 
 
     a, b = train_curve(svc, straight["id"]), train_curve(svc, paused["id"])
     assert [s for s, _ in a] == [5, 10, 15, 20, 25, 30] == [s for s, _ in b]
-    assert [round(x, 5) for _, x in a] == [round(x, 5) for _, x in b]
-    assert [round(x, 5) for _, x in eval_curve(svc, straight["id"])] == \
-        [round(x, 5) for _, x in eval_curve(svc, paused["id"])]
+    assert a == b  # exactly: the window 1..5 was split by the pause
+    assert eval_curve(svc, straight["id"]) == eval_curve(svc, paused["id"])
     assert a[-1][1] < a[0][1]  # it learns
 
     jd = home.job_dir(paused["id"])
     assert sorted(p.name for p in (jd / "notebooks").glob("*.ipynb")) == ["run-1.ipynb", "run-2.ipynb"]
     nb = json.loads((jd / "notebooks" / "run-2.ipynb").read_text())
-    assert nb["metadata"]["papermill"]["parameters"]["resume_from_checkpoint"] == "checkpoint-5"
+    assert nb["metadata"]["papermill"]["parameters"]["resume_from_checkpoint"] == "checkpoint-1"
     spec = json.loads((jd / "job.json").read_text())
     assert len(spec["dataset"]["sha256"]) == 64 and spec["versions"]["torch"] and spec["seed"] == 42
     for jid in (straight["id"], paused["id"]):  # the history file the job wrote is the fold of its log
@@ -130,11 +130,66 @@ def test_kill_minus_9_marks_the_job_failed_with_a_reason(job_home, sample) -> No
     assert st["status"] == "failed" and str(runner) in st["error"]
 
 
+
+def test_a_killed_job_hands_its_slot_to_the_next_queued_job(job_home, tmp_path, monkeypatch) -> None:
+    from workbench.datasets import DatasetService
+
+    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path / "home"))  # a queue of its own
+    monkeypatch.setenv("WORKBENCH_MAX_CONCURRENT_JOBS", "1")
+    sample = DatasetService().register_sample()
+    svc = JobService()
+    a, b, c = (svc.start("tiny-chat", sample["id"], "lora", overrides=FAST + ["training.max_steps=5000"])
+               for _ in range(3))
+    try:
+        assert [svc.get(j["id"])["status"] for j in (a, b, c)] == ["pending", "queued", "queued"]
+
+        # The OOM killer takes A's kernel: A fails, and B gets the slot.
+        wait_for_step(svc, a["id"], 5)
+        os.kill(_kernel(a["id"])["pid"], signal.SIGKILL)
+        assert "died" in wait_for(svc, a["id"], {"failed"}, timeout=60)["error"]
+        _leaves_queue(svc, b["id"], within=5)
+
+        # kill -9 of B's runner group and kernel: the next status read fails B and starts C at once.
+        wait_for_step(svc, b["id"], 5)
+        runner, kernel = svc.get(b["id"])["runner_pid"], _kernel(b["id"])["pid"]
+        os.killpg(runner, signal.SIGKILL)
+        _kill(kernel)
+        deadline = time.monotonic() + 10
+        while (pid_alive(runner) or pid_alive(kernel)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        st = JobService().status(b["id"])
+        assert st["status"] == "failed" and str(runner) in st["error"]
+        assert svc.get(c["id"])["status"] in ("pending", "running")
+        wait_for_step(svc, c["id"], 1)  # and it really runs
+    finally:
+        for job in (a, b, c):
+            if svc.get(job["id"])["status"] not in ("completed", "failed", "cancelled"):
+                svc.cancel(job["id"], grace=1)
+
+
+def _kernel(job_id: str) -> dict:
+    return json.loads((home.job_dir(job_id) / "kernel.json").read_text())
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _leaves_queue(svc: JobService, job_id: str, within: float) -> None:
+    deadline = time.monotonic() + within
+    while svc.get(job_id)["status"] == "queued":
+        assert time.monotonic() < deadline, f"job {job_id} still queued {within} s after the slot was freed"
+        time.sleep(0.1)
+
 def test_queue_runs_jobs_in_order_and_hyperparameters_change_while_paused(job_home, sample, monkeypatch) -> None:
     monkeypatch.setenv("WORKBENCH_MAX_CONCURRENT_JOBS", "1")
     svc = JobService()
-    first = svc.start("tiny-chat", sample["id"], "lora",
-                      overrides=FAST + ["training.max_steps=10", "training.lr_scheduler_type=constant"])
+    first = svc.start("tiny-chat", sample["id"], "lora",  # logs each step: the pause lands after step 1
+                      overrides=FAST + ["training.max_steps=10", "training.lr_scheduler_type=constant",
+                                        "training.logging_steps=1"])
     second = svc.start("tiny-chat", sample["id"], "lora", overrides=FAST + ["training.max_steps=10"])
     assert svc.get(second["id"])["status"] == "queued"
     (home.job_dir(first["id"]) / "control").write_text("pause")
@@ -149,7 +204,7 @@ def test_queue_runs_jobs_in_order_and_hyperparameters_change_while_paused(job_ho
     svc.resume(first["id"])
     assert wait_for(svc, first["id"], {"completed", "failed"})["status"] == "completed"
     lrs = [e["learning_rate"] for e in svc.metrics(first["id"], types={"train"})]
-    assert lrs == pytest.approx([1e-3, 1e-4])  # the resumed run trains at the new learning rate
+    assert lrs == pytest.approx([1e-3] + [1e-4] * 9)  # the resumed run trains at the new learning rate
     wait_for(svc, second["id"], {"completed", "failed"})
 
 

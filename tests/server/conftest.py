@@ -74,12 +74,12 @@ def bearer(token: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def multi_app(server_home: Path) -> Any:
-    return create_app(auth_required=True, executor=IdleExecutor(), pause_wait_s=0.5)
+    return create_app(multi_user=True, executor=IdleExecutor())
 
 
 @pytest.fixture(scope="module")
 def local_app(server_home: Path) -> Any:
-    return create_app(auth_required=False, executor=IdleExecutor(), pause_wait_s=0.5)
+    return create_app(multi_user=False, executor=IdleExecutor())
 
 
 @pytest.fixture(scope="module")
@@ -100,9 +100,16 @@ def anon(multi_app: Any) -> Iterator[TestClient]:
         yield client
 
 
+def local_headers() -> dict[str, str]:
+    """The local user's token, as every client on this machine finds it in the home."""
+    from workbench.users import local_token
+
+    return bearer(local_token())
+
+
 @pytest.fixture(scope="module")
 def local(local_app: Any) -> Iterator[TestClient]:
-    with TestClient(local_app) as client:
+    with TestClient(local_app, headers=local_headers()) as client:
         yield client
 
 

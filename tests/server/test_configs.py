@@ -12,6 +12,9 @@ from workbench.server.routes.configs import ConfigEnvelope, ConfigList
 from .conftest import FAST, chat_lines, state_fingerprint, upload
 
 
+JSON = {"Content-Type": "application/json"}
+
+
 def create(client: TestClient, **body: Any) -> dict[str, Any]:
     r = client.post("/api/training", json={"name": "My GPT-2 Fine-tune", "template_type": "sft", **body})
     assert r.status_code == 201, r.text
@@ -48,8 +51,13 @@ def test_update_changes_only_what_is_sent(alice: TestClient) -> None:
     assert updated["config_json"] == cfg["config_json"] and updated["updated_at"] >= cfg["updated_at"]
     r = alice.put(f"/api/training/{cfg['id']}", json={"config_json": {"training": {"num_train_epochs": 0}}})
     assert r.status_code == 200 and r.json()["config"]["is_validated"] is False
-    # the reference's curl sends JSON with no Content-Type: accepted
-    r = alice.put(f"/api/training/{cfg['id']}", content=b'{"description": "raw"}')
+    # JSON must say so: a browser sends text/plain (or a form) cross-site without asking first
+    for headers in ({}, {"Content-Type": "text/plain"}, {"Content-Type": "application/x-www-form-urlencoded"}):
+        r = alice.put(f"/api/training/{cfg['id']}", content=b'{"description": "raw"}', headers=headers)
+        assert (r.status_code, r.json()["error"]["field"]) == (415, "content-type")
+    assert alice.get(f"/api/training/{cfg['id']}").json()["config"]["description"] == "before"
+    r = alice.put(f"/api/training/{cfg['id']}", content=b'{"description": "raw"}',
+                  headers={"Content-Type": "application/json; charset=utf-8"})
     assert r.status_code == 200 and r.json()["config"]["description"] == "raw"
 
 
@@ -61,9 +69,11 @@ def test_bad_bodies_are_refused_naming_the_field(alice: TestClient, server_home:
         (alice.post("/api/training", json={"name": "x", "template_type": "nope"}), 422, "template_type"),
         (alice.post("/api/training", json={"name": "x", "config_json": [1]}), 422, "config_json"),
         (alice.post("/api/training", json={"name": 5}), 422, "name"),
-        (alice.post("/api/training", content=b"not json"), 400, "body"),
-        (alice.post("/api/training", content=b'"a string"'), 422, "body"),
-        (alice.post("/api/training", content=b""), 422, "body"),
+        (alice.post("/api/training", content=b"not json", headers=JSON), 400, "body"),
+        (alice.post("/api/training", content=b'"a string"', headers=JSON), 422, "body"),
+        (alice.post("/api/training", content=b"", headers=JSON), 422, "body"),
+        (alice.post("/api/training", content=b'{"name": "x"}', headers={"Content-Type": "text/plain"}), 415,
+         "content-type"),
         (alice.put(f"/api/training/{cfg_id}", json={"name": None}), 422, "name"),
         (alice.put(f"/api/training/{cfg_id}", json={"owner": "bob"}), 422, "owner"),
     ]

@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 from workbench.server.app import create_app
 from workbench.server.routes.datasets import DatasetCreated, DatasetDetail, DatasetList
 
-from .conftest import IdleExecutor, bearer, chat_lines, multipart, upload
+from .conftest import IdleExecutor, bearer, chat_lines, local_headers, multipart, upload
 
 
 def test_upload_lists_and_reads_back(alice: TestClient) -> None:
@@ -94,7 +94,7 @@ def test_path_in_the_upload_filename_is_400(alice: TestClient, unchanged: Any, f
 @pytest.fixture(scope="module")
 def small(server_home: Path, users: dict[str, str]) -> Iterator[TestClient]:
     """A server that accepts uploads of at most 2 KB."""
-    app = create_app(auth_required=True, max_upload_bytes=2048, executor=IdleExecutor())
+    app = create_app(multi_user=True, max_upload_bytes=2048, executor=IdleExecutor())
     with TestClient(app, headers=bearer(users["alice"])) as client:
         yield client
 
@@ -125,7 +125,7 @@ def test_oversized_upload_is_413_while_streaming(small: TestClient, server_home:
 
 def test_upload_limit_from_the_environment(server_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WORKBENCH_MAX_UPLOAD_MB", "0.001")  # ~1 KB
-    with TestClient(create_app(auth_required=False, executor=IdleExecutor())) as client:
+    with TestClient(create_app(multi_user=False, executor=IdleExecutor()), headers=local_headers()) as client:
         assert upload(client, chat_lines(100)).status_code == 413
         assert upload(client, chat_lines(1)).status_code == 201
 

@@ -75,7 +75,7 @@ def shaped(schema: dict[str, Any], schemas: dict[str, Any], rng: random.Random, 
 
 @pytest.fixture(scope="module")
 def fuzz_env(server_home: Path, users: dict[str, str]) -> dict[str, Any]:
-    app = create_app(auth_required=True, executor=IdleExecutor(), pause_wait_s=0.2, max_upload_bytes=64 * 1024)
+    app = create_app(multi_user=True, executor=IdleExecutor(), max_upload_bytes=64 * 1024)
     client = TestClient(app, headers=bearer(users["alice"]), raise_server_exceptions=False)
     ds = upload(client, chat_lines(10)).json()["dataset"]
     cfg = client.post("/api/training", json={"name": "fuzz", "config_json": FAST}).json()["config"]

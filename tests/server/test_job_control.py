@@ -25,7 +25,7 @@ from workbench.server.app import create_app
 from workbench.server.routes import live
 from workbench.server.routes.jobs import ControlResponse, ExecuteResponse
 
-from .conftest import FAST, IdleExecutor, chat_lines, state_fingerprint, upload
+from .conftest import FAST, IdleExecutor, chat_lines, local_headers, state_fingerprint, upload
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +87,8 @@ def play_pause(job_id: str) -> threading.Thread:
 
 @pytest.fixture(scope="module")
 def patient(server_home: Path) -> Iterator[TestClient]:
-    """A server whose pause waits long enough for the stand-in engine to checkpoint."""
-    with TestClient(create_app(auth_required=False, executor=IdleExecutor(), pause_wait_s=20)) as client:
+    """A second single-user server over the same home."""
+    with TestClient(create_app(multi_user=False, executor=IdleExecutor()), headers=local_headers()) as client:
         yield client
 
 
@@ -96,11 +96,13 @@ def test_pause_resume_cancel(patient: TestClient, dataset: dict[str, Any]) -> No
     job_id = start(patient, dataset)
     set_state(job_id, "running")
     engine = play_pause(job_id)
-    r = patient.post(f"/api/training/pause/{job_id}")
-    engine.join()
+    r = patient.post(f"/api/training/pause/{job_id}")  # answers at once, with the status as it stands
     assert r.status_code == 200, r.text
     assert ControlResponse.model_validate(r.json()).model_dump() == {
-        "success": True, "message": "Training job paused successfully", "job_id": job_id, "status": "paused"}
+        "success": True, "message": "Pause requested: the job saves a checkpoint after its current step, then pauses",
+        "job_id": job_id, "status": "running"}
+    engine.join()
+    assert patient.get(f"/api/training/status/{job_id}").json()["status"] == "paused"
     r = patient.post(f"/api/training/resume/{job_id}", json={"hyperparameters": {"learning_rate": 1e-4}})
     assert r.status_code == 200, r.text
     assert r.json()["message"] == "Training job resumed successfully" and r.json()["status"] in ("queued", "pending")
@@ -114,10 +116,17 @@ def test_pause_resume_cancel(patient: TestClient, dataset: dict[str, Any]) -> No
         assert patient.post(f"/api/training/{action}/{job_id}").status_code == 409
 
 
-def test_pause_that_is_not_reached_in_time_is_202(local: TestClient, dataset: dict[str, Any]) -> None:
-    job_id = start(local, dataset)  # nothing runs it: it never reaches a logging step
-    r = local.post(f"/api/training/pause/{job_id}")  # this server waits 0.5 s
-    assert r.status_code == 202 and r.json()["status"] == "pending" and r.json()["success"] is True
+def test_a_pause_storm_answers_at_once(local: TestClient, dataset: dict[str, Any]) -> None:
+    """40 pauses of a job that never reaches a step: each is accepted at once, none holds a thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    job_id = start(local, dataset)  # nothing runs it: it never reaches its checkpoint
+    began = time.monotonic()
+    with ThreadPoolExecutor(40) as pool:
+        answers = list(pool.map(lambda _: local.post(f"/api/training/pause/{job_id}"), range(40)))
+    assert time.monotonic() - began < 10  # the old pause held each call for up to 30 s
+    assert {(r.status_code, r.json()["success"], r.json()["status"]) for r in answers} == {(200, True, "pending")}
+    assert local.get("/api/models").status_code == 200
     local.post(f"/api/training/cancel/{job_id}")
 
 
@@ -165,17 +174,49 @@ def test_execute_with_inline_data(local: TestClient) -> None:
     local.post(f"/api/training/cancel/{body.job_id}")
 
 
-def test_execute_with_a_server_path_only_in_local_mode(local: TestClient, alice: TestClient,
-                                                       tmp_path: Path, server_home: Path) -> None:
-    data = tmp_path / "local.jsonl"
+def test_execute_with_a_server_path_only_inside_the_import_folder(local: TestClient, alice: TestClient,
+                                                                  tmp_path: Path, server_home: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    imports = tmp_path / "imports"
+    imports.mkdir()
+    data = imports / "local.jsonl"
     data.write_bytes(chat_lines(4))
-    r = local.post("/api/training/execute", json={"dataset_path": str(data), "config": EXEC_CONFIG})
-    assert r.status_code == 200, r.text
-    local.post(f"/api/training/cancel/{r.json()['job_id']}")
     before = state_fingerprint(server_home)
-    r = alice.post("/api/training/execute", json={"dataset_path": str(data), "config": EXEC_CONFIG})
-    assert (r.status_code, r.json()["error"]["field"]) == (400, "dataset_path")
+    for client in (local, alice):  # off by default, for every user
+        r = client.post("/api/training/execute", json={"dataset_path": str(data), "config": EXEC_CONFIG})
+        assert (r.status_code, r.json()["error"]["field"]) == (403, "dataset_path"), r.text
     assert state_fingerprint(server_home) == before
+    monkeypatch.setenv("WORKBENCH_IMPORT_DIR", str(imports))
+    for client in (local, alice):
+        r = client.post("/api/training/execute", json={"dataset_path": str(data), "config": EXEC_CONFIG})
+        assert r.status_code == 200, r.text
+        client.post(f"/api/training/cancel/{r.json()['job_id']}")
+    r = local.post("/api/training/execute", json={"dataset_path": "local.jsonl", "config": EXEC_CONFIG})
+    assert r.status_code == 200, r.text  # relative to the import folder
+    local.post(f"/api/training/cancel/{r.json()['job_id']}")
+    (imports / "escape.jsonl").symlink_to(server_home / "secret.key" if (server_home / "secret.key").exists()
+                                          else "/etc/passwd")
+    before = state_fingerprint(server_home)
+    for path in ("/etc/passwd", str(imports / ".." / "x.jsonl"), str(imports / "escape.jsonl"), "../x.jsonl"):
+        r = local.post("/api/training/execute", json={"dataset_path": path, "config": EXEC_CONFIG})
+        assert (r.status_code, r.json()["error"]["field"]) == (403, "dataset_path"), (path, r.text)
+    assert state_fingerprint(server_home) == before
+
+
+def test_nothing_read_from_a_server_path_is_quoted_back(local: TestClient, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    imports = tmp_path / "imports"
+    imports.mkdir()
+    secret = imports / "secret.jsonl"
+    secret.write_text('{"messages": "s3cr3t-value"}\n{"prompt": 1}\nroot:x:0:0:root:/root:/bin/bash\n')
+    monkeypatch.setenv("WORKBENCH_IMPORT_DIR", str(imports))
+    r = local.post("/api/training/execute", json={"dataset_path": str(secret), "config": EXEC_CONFIG})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "dataset_path"
+    assert [e["line"] for e in r.json()["error"]["details"]["errors"]] == [1, 2, 3]  # still says where
+    assert "s3cr3t" not in r.text and "root:x" not in r.text
+    # the same content uploaded as one's own data is quoted, to help fix it
+    r = local.post("/api/training/execute", json={"dataset_content": secret.read_text(), "config": EXEC_CONFIG})
+    assert r.status_code == 422 and "s3cr3t" in r.text
 
 
 CONTENT = chat_lines(3).decode()
@@ -191,7 +232,7 @@ CONTENT = chat_lines(3).decode()
     ({"dataset_content": CONTENT, "config": {"training": {"bogus": 1}}}, 422, "config.training.bogus"),
     ({"dataset_content": '{"messages": []}\n', "config": EXEC_CONFIG}, 422, "file"),
     ({"dataset_content": CONTENT, "config": EXEC_CONFIG, "execution_id": 5}, 422, "execution_id"),
-    ({"dataset_path": "/no/such/file.jsonl", "config": EXEC_CONFIG}, 422, "dataset_path"),
+    ({"dataset_path": "/no/such/file.jsonl", "config": EXEC_CONFIG}, 403, "dataset_path"),
 ])
 def test_execute_refusals_store_nothing(local: TestClient, server_home: Path, body: dict[str, Any], status: int,
                                         field: str) -> None:
@@ -219,7 +260,8 @@ def test_execute_with_an_unknown_model_leaves_no_dataset(local: TestClient) -> N
 
 
 def test_execute_content_over_the_upload_limit_is_413(server_home: Path) -> None:
-    with TestClient(create_app(auth_required=False, max_upload_bytes=1024, executor=IdleExecutor())) as client:
+    with TestClient(create_app(multi_user=False, max_upload_bytes=1024, executor=IdleExecutor()),
+                    headers=local_headers()) as client:
         r = client.post("/api/training/execute", json={"dataset_content": chat_lines(100).decode(),
                                                        "config": EXEC_CONFIG})
         assert r.status_code == 413
@@ -313,24 +355,27 @@ def test_head_of_a_stream_answers_at_once(local: TestClient, dataset: dict[str, 
     local.post(f"/api/training/cancel/{job_id}")
 
 
-def test_models_by_server_path_only_in_local_mode(local: TestClient, alice: TestClient, dataset: dict[str, Any],
-                                                  server_home: Path, tiny_chat_dir: Path) -> None:
-    """A folder path would let one user train on (or probe) another's files: local mode only."""
+def test_models_by_server_path_only_inside_the_import_folder(local: TestClient, alice: TestClient,
+                                                             dataset: dict[str, Any], server_home: Path,
+                                                             tiny_chat_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A folder path would let a caller train on (or probe) any folder: only the import folder's."""
     folder = str(tiny_chat_dir)
+    mine = upload(alice, chat_lines(4)).json()["dataset"]
+    before = state_fingerprint(server_home)
+    for client, ds in ((local, dataset), (alice, mine)):
+        for model in (folder, "../models/tiny-chat", "~/x"):
+            r = client.post("/api/training/start", json={"model": model, "dataset": ds["id"]})
+            assert (r.status_code, r.json()["error"]["field"]) == (403, "model"), r.text
+    r = alice.post("/api/training/execute", json={"dataset_content": CONTENT,
+                                                  "config": {"model": {"base_model": folder}}})
+    assert (r.status_code, r.json()["error"]["field"]) == (403, "config.model.base_model")
+    r = alice.get(f"/api/training/dataset/{mine['id']}", params={"model": folder})
+    assert (r.status_code, r.json()["error"]["field"]) == (403, "model")
+    assert state_fingerprint(server_home) == before
+    monkeypatch.setenv("WORKBENCH_IMPORT_DIR", str(tiny_chat_dir.parent))
     r = local.post("/api/training/start", json={"model": folder, "dataset": dataset["id"], "config": FAST})
     assert r.status_code == 200, r.text
     local.post(f"/api/training/cancel/{r.json()['job_id']}")
-    mine = upload(alice, chat_lines(4)).json()["dataset"]
-    before = state_fingerprint(server_home)
-    for model in (folder, "../models/tiny-chat", "~/x"):
-        r = alice.post("/api/training/start", json={"model": model, "dataset": mine["id"]})
-        assert (r.status_code, r.json()["error"]["field"]) == (400, "model"), r.text
-    r = alice.post("/api/training/execute", json={"dataset_content": CONTENT,
-                                                  "config": {"model": {"base_model": folder}}})
-    assert (r.status_code, r.json()["error"]["field"]) == (400, "config.model.base_model")
-    r = alice.get(f"/api/training/dataset/{mine['id']}", params={"model": folder})
-    assert (r.status_code, r.json()["error"]["field"]) == (400, "model")
-    assert state_fingerprint(server_home) == before
 
 
 def test_events_without_the_history(local: TestClient, dataset: dict[str, Any]) -> None:

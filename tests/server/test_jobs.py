@@ -37,7 +37,7 @@ from .conftest import FAST, IdleExecutor, bearer, upload
 def app(server_home: Path) -> Any:
     from workbench.jobs.executor import InProcessExecutor
 
-    return create_app(auth_required=True, executor=InProcessExecutor())
+    return create_app(multi_user=True, executor=InProcessExecutor())
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,7 @@ def job(alice: TestClient) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def other_job(alice: TestClient, job: dict[str, Any], server_home: Path) -> str:
     """A second job of alice's (never run), for comparisons."""
-    with TestClient(create_app(auth_required=True, executor=IdleExecutor()),
+    with TestClient(create_app(multi_user=True, executor=IdleExecutor()),
                     headers=dict(alice.headers)) as client:
         r = client.post("/api/training/start", json={"model": "tiny-chat", "dataset": job["dataset"]["id"],
                                                      "config": "lora"})

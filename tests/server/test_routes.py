@@ -77,7 +77,7 @@ def test_unknown_paths_and_methods(alice: TestClient) -> None:
 
 
 def test_every_literal_path_is_matched_before_a_parameter_at_the_same_place() -> None:
-    app = create_app(auth_required=False)
+    app = create_app(multi_user=False)
     order = [r.path for r in app.routes]  # type: ignore[attr-defined]
     for op in operations():
         for other in operations():

@@ -67,7 +67,7 @@ def live_server(live_home: Path) -> Iterator[LiveServer]:
 
     from workbench.server.app import create_app
 
-    server, thread, port = _serve(create_app(auth_required=True))
+    server, thread, port = _serve(create_app(multi_user=True))
     try:
         yield LiveServer(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", live_home)
     finally:

@@ -321,10 +321,19 @@ def test_another_user_sees_nothing_of_alices(flow: dict[str, Any], bob_client: T
     assert refused.value.response.status_code == 404
 
 
-def test_requests_without_a_valid_token_are_401(live_server: LiveServer, flow: dict[str, Any]) -> None:
+def test_requests_without_a_valid_token_are_401(live_server: LiveServer, flow: dict[str, Any], tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
     from workbench.users import issue_token, revoke
 
-    with TrainingClient(live_server.base_url) as anon:
+    with TrainingClient(live_server.base_url) as local:  # finds the local user's token in the home
+        with pytest.raises(APIError) as err:
+            local.get_status(flow["job_id"])
+        assert err.value.status_code == 404  # authenticated as the local user: alice's job is not theirs
+    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path))  # a process with no token to find
+    monkeypatch.delenv("WORKBENCH_TOKEN", raising=False)
+    anon = TrainingClient(live_server.base_url)
+    monkeypatch.undo()
+    with anon:
         with pytest.raises(APIError) as err:
             anon.get_status(flow["job_id"])
         assert err.value.status_code == 401

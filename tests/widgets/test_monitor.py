@@ -146,12 +146,28 @@ def test_following_a_completed_job_fills_charts_progress_status_and_checkpoints(
     assert len(m._loss_line.x) == len(train)
 
 
-def test_download_links_come_from_the_backend(backend: Any, env: dict[str, Any]) -> None:
-    backend.api_url = "http://wb.example"
+def test_download_links_are_short_lived_signed_urls_the_server_accepts(backend: Any, env: dict[str, Any]) -> None:
+    """The app's links open in the browser under the token's rules, with no long-lived token in them."""
+    import html
+    import re
+
+    from starlette.testclient import TestClient
+
+    from workbench.server.app import create_app
+    from workbench.users import local_token
+
+    backend.api_url = "http://127.0.0.1:8000"
     m = _monitor(backend, job_id=env["job"]["id"])
-    best = backend.checkpoints(env["job"]["id"])["best_checkpoint"]
-    assert f'href="http://wb.example/api/training/{env["job"]["id"]}/download/model?checkpoint={best}"' in \
-        m.checkpoints_html.value
+    job_id = env["job"]["id"]
+    best = backend.checkpoints(job_id)["best_checkpoint"]
+    hrefs = [html.unescape(h) for h in re.findall(r'href="([^"]+)"', m.checkpoints_html.value)]
+    link = next(h for h in hrefs if f"checkpoint={best}" in h)
+    assert link.startswith(f"http://127.0.0.1:8000/api/training/{job_id}/download/model?")
+    assert "wb_sig=" in link and "wb_exp=" in link and local_token() not in link
+    with TestClient(create_app(), base_url="http://127.0.0.1:8000") as browser:  # no Authorization header
+        r = browser.get(link.removeprefix("http://127.0.0.1:8000"))
+        assert r.status_code == 200 and r.content[:2] == b"PK"
+        assert browser.get(f"/api/training/{job_id}/download/model?checkpoint={best}").status_code == 401
 
 
 # ---------------------------------------------------------------------------- buttons per state

@@ -20,7 +20,7 @@ import psutil
 
 from .. import home
 from ..store import Store, get_store
-from .state import TABLE, record_outcome, set_state, try_set_state
+from .state import TABLE, record_outcome, transition, try_set_state
 
 
 class Executor(Protocol):
@@ -129,18 +129,47 @@ def max_concurrent() -> int:
     return max(1, int(os.environ.get("WORKBENCH_MAX_CONCURRENT_JOBS", "1")))
 
 
+LAUNCH_TIMEOUT = 120.0
+"""Seconds a dispatcher may hold a launch claim (``launching``) before the job counts as never started."""
+
+NEVER_STARTED = "the job process never started"
+
+
+def launch_expired(job: dict[str, Any], now: float | None = None) -> bool:
+    """A launch claim older than :data:`LAUNCH_TIMEOUT`: its dispatcher died between claim and launch."""
+    if not job.get("launching"):
+        return False
+    return (now if now is not None else time.time()) - (job.get("run_started_at") or 0.0) > LAUNCH_TIMEOUT
+
+
 def dispatch(executor: Executor | None = None, store: Store | None = None) -> list[str]:
-    """Launch queued jobs, oldest first, while fewer than N are pending or running."""
+    """Launch queued jobs, oldest first, while fewer than N are pending or running.
+
+    Picking and claiming (queued → pending with ``launching`` set) happen in one transaction,
+    so concurrent dispatchers never claim the same job; the launches run after the lock is
+    released. A claim older than :data:`LAUNCH_TIMEOUT` whose process is not alive frees its
+    slot: that job is failed here, in the same transaction.
+    """
     executor = executor or LocalExecutor()
     store = store or get_store()
+    now = time.time()
     with store.transaction() as tx:
         jobs = tx.all(TABLE)
-        busy = sum(1 for j in jobs if j["status"] in ("pending", "running")
-                   and (j.get("launching") or executor.is_alive(j)))
+        busy = 0
+        for j in jobs:
+            if j["status"] not in ("pending", "running"):
+                continue
+            if j.get("launching") and not launch_expired(j, now):
+                busy += 1
+            elif executor.is_alive(j):
+                if j.get("launching"):  # it did start; only its launcher died before saying so
+                    tx.update(TABLE, j["id"], {"launching": False})
+                busy += 1
+            elif j.get("launching"):
+                transition(tx, j, "failed", error=NEVER_STARTED, launching=False)
         queued = sorted((j for j in jobs if j["status"] == "queued"), key=lambda j: j["queued_at"])
-        chosen = queued[: max(0, max_concurrent() - busy)]
-    for j in chosen:
-        set_state(j["id"], "pending", store=store, expect={"queued"}, runner_pid=None, launching=True)
+        chosen = [transition(tx, j, "pending", runner_pid=None, runner_create_time=None, launching=True)
+                  for j in queued[: max(0, max_concurrent() - busy)]]
     launched = []
     for j in chosen:
         try:
@@ -149,5 +178,5 @@ def dispatch(executor: Executor | None = None, store: Store | None = None) -> li
                 store.update(TABLE, j["id"], {**fields, "launching": False})
             launched.append(j["id"])
         except Exception as exc:  # could not even start a process
-            try_set_state(j["id"], "failed", error=f"could not launch job: {exc}")
+            try_set_state(j["id"], "failed", store=store, error=f"could not launch job: {exc}", launching=False)
     return launched

@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 from ..store import append_bytes, atomic_write_bytes
-from .progress import iter_events
+from .progress import iter_events, parse_line
 
 HISTORY = "history.jsonl"
 _BLOCK = 1 << 16
@@ -95,10 +95,7 @@ def tail_rows(metrics: Path, after: int | None, job_id: str) -> list[dict[str, A
         for line in _lines_backwards(metrics):
             if len(line) < 3:
                 continue
-            try:
-                ev = orjson.loads(line)
-            except orjson.JSONDecodeError:  # a line being written right now
-                continue
+            ev = parse_line(line)  # None: a line being written right now, or a corrupt one
             step = step_of(ev)
             if step is None:
                 continue
@@ -114,10 +111,9 @@ def last_step(history: Path) -> int | None:
     """The step of the file's last complete row."""
     try:
         for line in _lines_backwards(history):
-            try:
-                return orjson.loads(line)["step"]
-            except (orjson.JSONDecodeError, KeyError, TypeError):
-                continue
+            row = parse_line(line) if len(line) > 2 else None
+            if row is not None and isinstance(row.get("step"), int):
+                return row["step"]
     except FileNotFoundError:
         pass
     return None
@@ -146,6 +142,8 @@ class HistoryWriter:
             self._append(missed)
 
     def _append(self, rows: list[dict[str, Any]]) -> None:
+        # orjson writes a NaN or infinite value as null: the rows are always valid JSON (the event
+        # log, metrics.jsonl, names such keys in its "nonfinite" marker)
         append_bytes(self.path, b"".join(orjson.dumps(r) + b"\n" for r in rows))
         self.last = rows[-1]["step"]
 

@@ -9,6 +9,7 @@ derived field; the training callback applies it per event and :func:`rebuild` re
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,23 +22,74 @@ TREND_TOLERANCE = 0.01
 
 
 def _ppl(loss: float) -> float:
-    import math
-
     return round(math.exp(min(loss, 50.0)), 4)
 
 
+# --- non-finite numbers ------------------------------------------------------------------------
+# JSON has no NaN or Infinity: Python's json writes them anyway, and orjson (every reader here)
+# rejects such a line. So writers replace them with null and name the keys in ``nonfinite``.
+
+NONFINITE = "nonfinite"
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def finite_event(event: dict[str, Any]) -> dict[str, Any]:
+    """The event with each non-finite float (NaN, ±inf) as None, its keys listed in ``nonfinite``."""
+    bad = [k for k, v in event.items() if isinstance(v, float) and not math.isfinite(v)]
+    if not bad:
+        return event
+    out = {k: (None if k in bad else v) for k, v in event.items()}
+    out[NONFINITE] = sorted(set(out.get(NONFINITE) or []) | set(bad))
+    return out
+
+
+def finite_json(obj: Any) -> Any:
+    """``obj`` with every non-finite float, however deep, as None (for summaries and results)."""
+    return _finite(obj)
+
+
+def parse_line(line: bytes | str) -> dict[str, Any] | None:
+    """One metrics/history line as a dict; None for a line that is not one (never raises).
+
+    A line being appended right now, a corrupt one, or one that is not a JSON object is None.
+    A line with a bare ``NaN``/``Infinity`` (written before writers made them null) is read
+    with the standard library and made finite like :func:`finite_event`.
+    """
+    try:
+        ev = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        try:
+            ev = json.loads(line)
+        except (ValueError, RecursionError):
+            return None
+        if isinstance(ev, dict):
+            ev = finite_event(ev)
+    except RecursionError:  # pragma: no cover - orjson limits depth itself
+        return None
+    return ev if isinstance(ev, dict) else None
+
+
 def iter_events(path: Path, types: set[str] | None = None) -> Iterator[dict[str, Any]]:
+    """The events of ``metrics.jsonl`` in order; lines that do not parse are skipped."""
     try:
         fh = open(path, "rb")
-    except FileNotFoundError:
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         return
     with fh:
         for line in fh:
             if not line.strip():
                 continue
-            try:
-                ev = orjson.loads(line)
-            except orjson.JSONDecodeError:  # a line being appended right now
+            ev = parse_line(line)
+            if ev is None:  # a line being appended right now, or a corrupt one
                 continue
             if types is None or ev.get("type") in types:
                 yield ev
@@ -50,6 +102,29 @@ def empty_summary() -> dict[str, Any]:
             "throughput_sum": 0.0, "throughput_n": 0, "trained_throughput_sum": 0.0}
 
 
+def divergence_message(metric: str, step: int | None, value: str = "NaN") -> str:
+    """What a job whose loss went non-finite reports, in the knowledge base's troubleshooting words."""
+    at = f" at step {step}" if step is not None else ""
+    return (f"{metric} became {value}{at} (exploding loss: learning rate too high, bad data, or numerical "
+            "instability). Try reducing the learning rate, using gradient clipping (max_grad_norm, e.g. 1.0) "
+            "or checking the data.")
+
+
+def nonfinite_value(value: Any) -> str | None:
+    """``"NaN"`` or ``"infinite"`` for a non-finite float, None for anything else."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else "infinite"
+    return None
+
+
+def _mark_diverged(s: dict[str, Any], ev: dict[str, Any], metric: str) -> None:
+    if s.get("diverged") or metric not in (ev.get(NONFINITE) or ()):
+        return
+    step = ev.get("step")
+    s["diverged"] = {"step": step, "metric": metric, "value": None,
+                     "message": divergence_message(metric, step, "NaN or infinite")}
+
+
 def fold(s: dict[str, Any], ev: dict[str, Any]) -> dict[str, Any]:
     kind = ev.get("type")
     s["last_at"] = ev.get("timestamp", s["last_at"])
@@ -60,7 +135,7 @@ def fold(s: dict[str, Any], ev: dict[str, Any]) -> dict[str, Any]:
             if ev.get(key) is not None:
                 s[key] = ev[key]
     if kind == "train":
-        if not s.get("anchor"):
+        if not s.get("anchor") and ev.get("step") is not None:
             s["anchor"] = [ev.get("timestamp"), ev["step"]]
         s["points"] += 1
         s["latest"] = ev
@@ -74,11 +149,18 @@ def fold(s: dict[str, Any], ev: dict[str, Any]) -> dict[str, Any]:
             s["throughput_sum"] += ev["tokens_per_second"]
             s["trained_throughput_sum"] += ev.get("trained_tokens_per_second") or 0.0
             s["throughput_n"] += 1
+        _mark_diverged(s, ev, "loss")
     elif kind == "eval":
-        s["eval_loss"] = ev["eval_loss"]
-        s["evals"] = (s["evals"] + [[ev["step"], ev.get("epoch"), ev["eval_loss"]]])[-50:]
-        if s["best_eval_loss"] is None or ev["eval_loss"] < s["best_eval_loss"]:
-            s["best_eval_loss"], s["best_step"], s["best_epoch"] = ev["eval_loss"], ev["step"], ev.get("epoch")
+        loss = ev.get("eval_loss")
+        s["eval_loss"] = loss
+        if loss is not None:  # None: a non-finite eval loss (see ``nonfinite``)
+            s["evals"] = (s["evals"] + [[ev.get("step"), ev.get("epoch"), loss]])[-50:]
+            if s["best_eval_loss"] is None or loss < s["best_eval_loss"]:
+                s["best_eval_loss"], s["best_step"], s["best_epoch"] = loss, ev.get("step"), ev.get("epoch")
+        _mark_diverged(s, ev, "eval_loss")
+    elif kind == "diverged":
+        s["diverged"] = {"step": ev.get("step"), "metric": ev.get("metric"), "value": ev.get("value"),
+                         "message": ev.get("message") or divergence_message(ev.get("metric") or "loss", ev.get("step"))}
     return s
 
 
@@ -111,11 +193,13 @@ def rebuild(job_dir: Path) -> dict[str, Any]:
 
 
 def load_summary(job_dir: Path) -> dict[str, Any]:
+    """``summary.json``, or the replay of ``metrics.jsonl`` when it is missing or unreadable."""
     try:
-        return json.loads(summary_path(job_dir).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        s = orjson.loads(summary_path(job_dir).read_bytes())
+    except (OSError, orjson.JSONDecodeError):
         return rebuild(job_dir)
+    return s if isinstance(s, dict) else rebuild(job_dir)
 
 
 def save_summary(job_dir: Path, s: dict[str, Any]) -> None:
-    atomic_write_json(summary_path(job_dir), s)
+    atomic_write_json(summary_path(job_dir), finite_json(s))

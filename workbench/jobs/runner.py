@@ -43,9 +43,12 @@ def _watch(job_id: str, jd: Path, done: threading.Event) -> None:
             time.sleep(1.0)  # let a normal shutdown finish writing
             if done.is_set() or (jd / "result.json").exists():
                 return
-            try_set_state(job_id, "failed", error="the job's kernel process died unexpectedly "
-                          "(killed, or out of memory); see training.log")
-            os._exit(3)
+            try:
+                if try_set_state(job_id, "failed", error="the job's kernel process died unexpectedly "
+                                 "(killed, or out of memory); see training.log"):
+                    dispatch()  # the slot is free: start the next queued job before this process ends
+            finally:
+                os._exit(3)
 
 
 def _run_no(job_id: str) -> int:

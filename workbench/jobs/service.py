@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+import threading
 import time
 from collections import deque
 from importlib import metadata
@@ -17,11 +18,9 @@ from ..records import LOCAL_USER, new_id, now_iso
 from ..store import Store, atomic_write_json, get_store
 from ..training.callbacks import best_checkpoint, checkpoint_dirs, checkpoint_eval_loss
 from . import progress
-from .executor import Executor, LocalExecutor, dispatch
+from .executor import Executor, LocalExecutor, dispatch, launch_expired
 from .state import ACTIVE, FINAL, TABLE, set_state, try_set_state
 from .status import build_status
-
-LAUNCH_TIMEOUT = 120.0
 
 
 def _versions() -> dict[str, str | None]:
@@ -57,7 +56,9 @@ class JobService:
         """Queue a job: write its reproducibility record into ``jobs/<id>/`` and dispatch."""
         from ..datasets import DatasetService
         from ..models import resolve
+        from ..quotas import check_active_jobs
 
+        check_active_jobs(self.store, owner)
         datasets = DatasetService(self.store)
         ds = datasets.get(dataset, owner)
         ev = datasets.get(eval_dataset, owner) if eval_dataset else None
@@ -144,8 +145,12 @@ class JobService:
         return {"job_id": job_id, "checkpoints": items, "best_checkpoint": best, "total": len(items)}
 
     # ---- control --------------------------------------------------------------------------
-    def pause(self, job_id: str, owner: str = LOCAL_USER, wait: float = 60.0) -> dict[str, Any]:
-        """Ask the job to checkpoint and stop; waits up to ``wait`` s for it to be paused."""
+    def pause(self, job_id: str, owner: str = LOCAL_USER, wait: float = 0.0) -> dict[str, Any]:
+        """Ask the job to checkpoint and stop after its current optimizer step.
+
+        Returns at once by default (the record as it stands: still ``running`` until the
+        checkpoint is written); ``wait`` > 0 polls up to that many seconds for ``paused``.
+        """
         rec = self.get(job_id, owner)
         if rec["status"] not in ("pending", "running"):
             raise Conflict(f"job '{job_id}' is {rec['status']}; only a pending or running job can be paused",
@@ -202,16 +207,25 @@ class JobService:
         dispatch(self.executor, self.store)
         return self.get(job_id, owner)
 
-    def cancel(self, job_id: str, owner: str = LOCAL_USER, grace: float = 5.0) -> dict[str, Any]:
-        """SIGINT, a grace period, then SIGKILL of the runner's and kernel's groups."""
+    def cancel(self, job_id: str, owner: str = LOCAL_USER, grace: float = 5.0, wait: bool = True) -> dict[str, Any]:
+        """Mark the job cancelled (final at once), then SIGINT, a grace period and SIGKILL of the
+        runner's and kernel's groups. ``wait=False`` stops the processes in a background thread,
+        so a server answers at once; the queue is dispatched when they are gone."""
         rec = self.get(job_id, owner)
         if rec["status"] in FINAL:
             raise Conflict(f"job '{job_id}' is already {rec['status']}", field="status")
         (home.job_dir(job_id) / "control").write_text("cancel")
         rec = set_state(job_id, "cancelled", store=self.store, error=None)
-        self.executor.stop(rec, grace=grace)
         self._history(job_id, "cancelled")
-        dispatch(self.executor, self.store)
+
+        def stop() -> None:
+            self.executor.stop(rec, grace=grace)
+            dispatch(self.executor, self.store)
+
+        if wait:
+            stop()
+        else:
+            threading.Thread(target=stop, name=f"cancel-{job_id}", daemon=True).start()
         return self.get(job_id, owner)
 
     def delete(self, job_id: str, owner: str = LOCAL_USER) -> None:
@@ -231,22 +245,34 @@ class JobService:
                 tx.update(TABLE, job_id, {"history": rec.get("history", []) + [{"at": now_iso(), "action": action, **details}]})
 
     def _reconcile(self, rec: dict[str, Any]) -> dict[str, Any]:
-        """Mark a job failed when its process is gone without having reported an outcome."""
+        """Mark a job failed when its process is gone without having reported an outcome.
+
+        Whoever notices a dead job frees its slot: the queue is dispatched right away.
+        """
         if rec["status"] not in ("pending", "running"):
             return rec
         if rec.get("launching"):
-            if time.time() - (rec.get("run_started_at") or time.time()) > LAUNCH_TIMEOUT:
-                return try_set_state(rec["id"], "failed", error="the job process never started") or rec
-            return rec
+            if not launch_expired(rec):
+                return rec
+            # Its dispatcher died between claim and launch: dispatch fails the stale claim (in the
+            # same transaction that re-checks it) and hands the slot to the next queued job.
+            dispatch(self.executor, self.store)
+            return self.store.get(TABLE, rec["id"]) or rec
         if self.executor.is_alive(rec):
             return rec
         time.sleep(0.2)  # the runner may be writing its outcome right now
         fresh = self.store.get(TABLE, rec["id"]) or rec
-        if fresh["status"] not in ("pending", "running"):
+        if fresh["status"] not in ("pending", "running") or fresh.get("launching"):
             return fresh
-        return try_set_state(rec["id"], "failed",
-                             error=f"the job process (pid {rec.get('runner_pid')}) died without reporting "
-                                   "a result (killed, or out of memory)") or fresh
+        if fresh.get("runner_pid") != rec.get("runner_pid") and self.executor.is_alive(fresh):
+            return fresh
+        failed = try_set_state(rec["id"], "failed", store=self.store, expect={"pending", "running"},
+                               error=f"the job process (pid {rec.get('runner_pid')}) died without reporting "
+                                     "a result (killed, or out of memory)")
+        if failed is None:
+            return self.store.get(TABLE, rec["id"]) or fresh
+        dispatch(self.executor, self.store)
+        return self.store.get(TABLE, rec["id"]) or failed
 
     def reconcile_all(self) -> list[str]:
         """Called when a workbench process starts: re-attach to live jobs, fail dead ones."""

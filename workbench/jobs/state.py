@@ -12,7 +12,7 @@ from typing import Any
 
 from ..errors import Conflict, NotFound
 from ..records import now_iso
-from ..store import Store, get_store
+from ..store import Store, Transaction, get_store
 
 TABLE = "jobs"
 FINAL = {"completed", "failed", "cancelled"}
@@ -36,21 +36,27 @@ def set_state(job_id: str, new: str, *, store: Store | None = None, expect: set[
         rec = tx.get(TABLE, job_id)
         if rec is None:
             raise NotFound(f"job '{job_id}' not found", field="job_id")
-        cur = rec["status"]
-        if (expect is not None and cur not in expect) or (cur != new and new not in TRANSITIONS[cur]):
-            raise Conflict(f"job '{job_id}' is {cur}; cannot move to {new}", field="status")
-        now = now_iso()
-        changes: dict[str, Any] = {"status": new, "updated_at": now, **fields}
-        if new == "running" and not rec.get("started_at"):
-            changes["started_at"] = now
-        if new in FINAL:
-            changes["finished_at"] = now
-        if new == "pending":
-            changes["run_started_at"] = time.time()
-        if (new in FINAL or new == "paused") and rec.get("run_started_at"):
-            changes["elapsed_before"] = rec.get("elapsed_before", 0.0) + time.time() - rec["run_started_at"]
-            changes["run_started_at"] = None
-        return tx.update(TABLE, job_id, changes)
+        return transition(tx, rec, new, expect=expect, **fields)
+
+
+def transition(tx: Transaction, rec: dict[str, Any], new: str, *, expect: set[str] | None = None,
+               **fields: Any) -> dict[str, Any]:
+    """``set_state`` inside a transaction the caller holds, on ``rec`` as read in it."""
+    job_id, cur = rec["id"], rec["status"]
+    if (expect is not None and cur not in expect) or (cur != new and new not in TRANSITIONS[cur]):
+        raise Conflict(f"job '{job_id}' is {cur}; cannot move to {new}", field="status")
+    now = now_iso()
+    changes: dict[str, Any] = {"status": new, "updated_at": now, **fields}
+    if new == "running" and not rec.get("started_at"):
+        changes["started_at"] = now
+    if new in FINAL:
+        changes["finished_at"] = now
+    if new == "pending":
+        changes["run_started_at"] = time.time()
+    if (new in FINAL or new == "paused") and rec.get("run_started_at"):
+        changes["elapsed_before"] = rec.get("elapsed_before", 0.0) + time.time() - rec["run_started_at"]
+        changes["run_started_at"] = None
+    return tx.update(TABLE, job_id, changes)
 
 
 def try_set_state(job_id: str, new: str, **fields: Any) -> dict[str, Any] | None:
@@ -67,7 +73,10 @@ def active_jobs_using_config(store: Store, config_id: str) -> list[dict[str, Any
 
 
 def record_outcome(job_id: str, result: dict[str, Any]) -> dict[str, Any] | None:
-    """Store what a run's ``result.json`` says: paused (with its checkpoint) or completed."""
+    """Store what a run's ``result.json`` says: paused (with its checkpoint), failed (e.g. a
+    diverged loss, with its message as the error) or completed."""
     if result["status"] == "paused":
         return try_set_state(job_id, "paused", checkpoint=result.get("checkpoint"))
+    if result["status"] == "failed":
+        return try_set_state(job_id, "failed", error=result.get("error") or "training failed", result=result)
     return try_set_state(job_id, "completed", result=result)

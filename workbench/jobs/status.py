@@ -65,7 +65,10 @@ def build_status(job: dict[str, Any], summary: dict[str, Any] | None = None) -> 
     best_epoch = s.get("best_epoch")
     epoch = latest.get("epoch")
     warning = None
-    if job["status"] in ("pending", "running"):
+    diverged = s.get("diverged") or result.get("diverged")  # the loss became NaN/inf (see progress.fold)
+    if diverged:
+        warning = "⚠️ " + (diverged.get("message") or progress.divergence_message("loss", diverged.get("step")))
+    elif job["status"] in ("pending", "running"):
         idle = time.time() - last_update(job)
         if idle > STALE_SECONDS:
             warning = (f"⚠️ No updates received in {int(idle // 60)} minute(s). "
@@ -109,6 +112,8 @@ def build_status(job: dict[str, Any], summary: dict[str, Any] | None = None) -> 
         "elapsed_time": fmt_duration(elapsed),
         "estimated_remaining": fmt_duration(remaining),
         "warning": warning,
+        "diverged": bool(diverged),
+        "diverged_at_step": diverged.get("step") if diverged else None,
         "error": job.get("error"),
         "checkpoint": job.get("checkpoint"),
         "history": job.get("history", []),

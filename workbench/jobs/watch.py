@@ -1,7 +1,8 @@
 """Follow a job live: new metrics events as they are appended, plus status changes.
 
 Each item has ``kind``: ``"status"`` (the record's status changed) or ``"metric"``
-(one ``metrics.jsonl`` event, whose own ``type`` is train/eval/checkpoint/status).
+(one ``metrics.jsonl`` event, whose own ``type`` is train/eval/checkpoint/status/diverged;
+a line that does not parse is skipped).
 
 One generator feeds the CLI progress bar, the server's SSE/WebSocket streams and the
 widgets, so "live" means the same thing everywhere. It tails ``metrics.jsonl`` by byte
@@ -14,10 +15,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import orjson
-
 from .. import home
 from ..records import LOCAL_USER
+from .progress import parse_line
 from .state import FINAL
 
 
@@ -44,8 +44,9 @@ def watch(service: Any, job_id: str, owner: str = LOCAL_USER, *, poll: float = 0
             buf += chunk
             *lines, buf = buf.split(b"\n")
             for line in lines:
-                if line.strip():
-                    yield {"kind": "metric", **orjson.loads(line)}
+                ev = parse_line(line) if line.strip() else None
+                if ev is not None:  # a corrupt line is skipped: it must never end a live stream
+                    yield {"kind": "metric", **ev}
         elif last_status in stop_on:
             return
         if deadline and time.monotonic() > deadline:

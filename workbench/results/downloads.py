@@ -190,3 +190,13 @@ def logs_zip(job_id: str, owner: str = LOCAL_USER) -> tuple[str, Iterator[bytes]
 
 
 __all__ = ["iter_zip", "model_zip", "logs_zip", "progress_json", "CHUNK_SIZE"]
+
+
+def download_path(job_id: str, user: str, kind: str = "model", checkpoint: str | None = None) -> str:
+    """The signed server path of a job's model or logs ZIP (see :mod:`workbench.signing`)."""
+    from urllib.parse import quote
+
+    from ..signing import sign
+
+    params = {"checkpoint": checkpoint} if kind == "model" and checkpoint else None
+    return sign(f"/api/training/{quote(job_id, safe='')}/download/{kind}", user, params)

@@ -8,7 +8,8 @@ authenticated user (``owner=``) and map :mod:`workbench.errors` to status codes.
 
 from __future__ import annotations
 
-import os
+import sys
+from collections.abc import Iterable
 from importlib import metadata
 from typing import Any
 
@@ -19,34 +20,19 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.routing import BaseRoute, Route
 
+from .. import settings as core_settings
 from ..errors import WorkbenchError
 from ..jobs.executor import Executor, LocalExecutor
 from . import errors
 from .auth import AuthMiddleware
+from .guard import HostOriginGuard
 from .openapi import Operation, build_spec, specificity, to_route
 from .routes import analytics, configs, datasets, jobs, live, models, results
-from .routes._common import DEFAULT_MAX_UPLOAD_BYTES, Services, Settings
+from .routes._common import Services, Settings
 from .routes._json import ORJSONResponse
 
+SWITCH_INTERVAL_S = 0.001
 AREAS = (models, datasets, configs, jobs, results, analytics, live)
-TRUE = ("1", "true", "yes", "on")
-
-
-def _env_auth() -> bool:
-    return os.environ.get("WORKBENCH_AUTH", "").strip().lower() in TRUE
-
-
-def _env_upload_limit() -> int:
-    raw = os.environ.get("WORKBENCH_MAX_UPLOAD_MB", "").strip()
-    if not raw:
-        return DEFAULT_MAX_UPLOAD_BYTES
-    try:
-        mb = float(raw)
-    except ValueError:
-        raise ValueError(f"WORKBENCH_MAX_UPLOAD_MB must be a number of megabytes, not {raw!r}") from None
-    if mb <= 0:
-        raise ValueError("WORKBENCH_MAX_UPLOAD_MB must be positive")
-    return int(mb * 2**20)
 
 
 def operations() -> list[Operation]:
@@ -55,31 +41,39 @@ def operations() -> list[Operation]:
     return sorted(ops, key=lambda op: specificity(op.path))
 
 
-def create_app(*, auth_required: bool | None = None, max_upload_bytes: int | None = None,
-               executor: Executor | None = None, pause_wait_s: float = 30.0, debug: bool = False) -> Starlette:
-    """The REST application.
+def create_app(*, multi_user: bool | None = None, max_upload_bytes: int | None = None,
+               executor: Executor | None = None, allowed_hosts: Iterable[str] = (),
+               allowed_origins: Iterable[str] = (), debug: bool = False) -> Starlette:
+    """The REST application, secure by default.
 
-    * ``auth_required``: multi-user mode (a bearer token on every request but ``/health`` and
-      ``/openapi.json``). ``None`` reads ``WORKBENCH_AUTH`` (``1`` = on); off means local
-      single-user mode, the default for a server bound to 127.0.0.1 (``workbench serve``
-      turns it on for any other address).
+    * A bearer token on every route but ``/health``, ``/openapi.json`` and ``GET /api/models``,
+      loopback included; the local user's token is created in ``$WORKBENCH_HOME/token`` here.
+    * Only the loopback names, ``allowed_hosts`` and ``WORKBENCH_ALLOWED_HOSTS`` are answered
+      (400 otherwise); a browser Origin other than the server's own, ``allowed_origins`` or
+      ``WORKBENCH_ALLOWED_ORIGINS`` is a 403 (:mod:`workbench.server.guard`).
+    * ``multi_user``: several people share the server, so responses never show absolute server
+      paths. ``None`` reads ``WORKBENCH_AUTH`` (``1`` = on); ``workbench serve`` turns it on for
+      any non-loopback address.
     * ``max_upload_bytes``: the largest dataset upload (and inline ``dataset_content``);
       ``None`` reads ``WORKBENCH_MAX_UPLOAD_MB``, default 100 MB.
     * ``executor``: where jobs run (default: :class:`~workbench.jobs.executor.LocalExecutor`,
       detached papermill processes); tests inject ``InProcessExecutor`` or a stub.
-    * ``pause_wait_s``: how long ``POST /pause`` waits for the job to reach its checkpoint
-      before answering 202.
     """
+    from ..users import local_token
+
+    env = core_settings.current()
+    # Long calls are CPU-bound Python threads (JSON, zips) that hold the GIL for a switch interval
+    # at a time; a shorter one lets the event loop answer short calls between their slices.
+    sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
     settings = Settings(
-        auth_required=_env_auth() if auth_required is None else bool(auth_required),
-        max_upload_bytes=_env_upload_limit() if max_upload_bytes is None else int(max_upload_bytes),
-        pause_wait_s=float(pause_wait_s),
+        multi_user=env.multi_user if multi_user is None else bool(multi_user),
+        max_upload_bytes=env.max_upload_bytes if max_upload_bytes is None else int(max_upload_bytes),
     )
     if settings.max_upload_bytes <= 0:
         raise ValueError("max_upload_bytes must be positive")
+    local_token()  # single-user use stays zero-configuration: clients find it in the home
     ops = operations()
-    spec = build_spec(ops + [_HEALTH, _OPENAPI], title="Fine-Tune Workbench API", version=_version(),
-                      auth_required=settings.auth_required)
+    spec = build_spec(ops + [_HEALTH, _OPENAPI], title="Fine-Tune Workbench API", version=_version())
 
     async def openapi_json(request: Request) -> ORJSONResponse:
         return ORJSONResponse(spec)
@@ -87,10 +81,16 @@ def create_app(*, auth_required: bool | None = None, max_upload_bytes: int | Non
     routes: list[BaseRoute] = [Route("/health", health, methods=["GET"]),
                                Route("/openapi.json", openapi_json, methods=["GET"])]
     routes += [to_route(op) for op in ops]
+    public = frozenset({("GET", "/health"), ("GET", "/openapi.json")}
+                       | {(op.method, op.path) for op in ops if op.public and not op.path_params})
     app = Starlette(
         debug=debug,
         routes=routes,
-        middleware=[Middleware(AuthMiddleware, required=settings.auth_required)],
+        middleware=[
+            Middleware(HostOriginGuard, hosts=[*env.allowed_hosts, *allowed_hosts],
+                       origins=[*env.allowed_origins, *allowed_origins]),
+            Middleware(AuthMiddleware, public=public),
+        ],
         exception_handlers={
             WorkbenchError: errors.handle_workbench_error,
             ValidationError: errors.handle_validation_error,

@@ -23,7 +23,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
-from .routes._common import JSON_BODY_LIMIT, parse_body, parse_query
+from .. import settings as core_settings
+from ..errors import InvalidInput
+from .routes._common import JSON_BODY_LIMIT, home_root, parse_body, parse_query
 from .routes._json import ORJSONResponse
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -109,6 +111,7 @@ def _endpoint(op: Operation) -> Callable[[Request], Awaitable[Response]]:
     """The Starlette endpoint: validate the declared inputs, call the handler, render its dict."""
 
     async def endpoint(request: Request) -> Response:
+        check_path_params(request.path_params)
         inputs: dict[str, Any] = {}
         if op.query is not None:
             inputs["query"] = parse_query(request, op.query)
@@ -118,11 +121,45 @@ def _endpoint(op: Operation) -> Callable[[Request], Awaitable[Response]]:
         result = await op.handler(request, **inputs)
         if isinstance(result, Response):
             return result
+        if request.app.state.settings.multi_user:
+            result = redact_paths(result)
         return ORJSONResponse(result, status_code=op.status)
 
     endpoint.__name__ = op.handler.__name__
     endpoint.__doc__ = op.handler.__doc__
     return endpoint
+
+
+MAX_ID_CHARS = 128
+
+
+def check_path_params(params: dict[str, Any]) -> None:
+    """Every id in a URL is bounded at the edge: a 5,000-character id is a 422, never a file name."""
+    for name, value in params.items():
+        if isinstance(value, str) and len(value) > MAX_ID_CHARS:
+            raise InvalidInput(f"{name}: at most {MAX_ID_CHARS} characters ({len(value)} given)", field=name)
+
+
+def redact_paths(value: Any) -> Any:
+    """Absolute server paths become relative to the home (or the import folder), for multi-user responses."""
+    roots = [str(home_root()) + "/"]
+    import_dir = core_settings.current().import_dir
+    if import_dir is not None:
+        roots.append(str(import_dir) + "/")
+
+    def walk(v: Any) -> Any:
+        if isinstance(v, str):
+            for root in roots:
+                if v.startswith(root):
+                    return v[len(root):]
+            return v
+        if isinstance(v, dict):
+            return {k: walk(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [walk(x) for x in v]
+        return v
+
+    return walk(value)
 
 
 def to_route(op: Operation) -> BaseRoute:
@@ -162,7 +199,7 @@ ERROR_SCHEMA = {
 }
 
 
-def build_spec(operations: list[Operation], *, title: str, version: str, auth_required: bool) -> dict[str, Any]:
+def build_spec(operations: list[Operation], *, title: str, version: str) -> dict[str, Any]:
     models: set[type[BaseModel]] = set()
     for op in operations:
         models.update(m for m in (op.query, op.body, op.form, op.response) if m is not None)
@@ -178,7 +215,7 @@ def build_spec(operations: list[Operation], *, title: str, version: str, auth_re
     paths: dict[str, dict[str, Any]] = {}
     for op in operations:
         item = paths.setdefault(op.path, {})
-        item[op.method.lower()] = _operation(op, ref, schemas, auth_required)
+        item[op.method.lower()] = _operation(op, ref, schemas)
     return {
         "openapi": "3.1.0",
         "info": {"title": title, "version": version,
@@ -195,8 +232,7 @@ def build_spec(operations: list[Operation], *, title: str, version: str, auth_re
     }
 
 
-def _operation(op: Operation, ref: Callable[[type[BaseModel]], dict[str, Any]], schemas: dict[str, Any],
-               auth_required: bool) -> dict[str, Any]:
+def _operation(op: Operation, ref: Callable[[type[BaseModel]], dict[str, Any]], schemas: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"tags": [op.tag], "summary": op.summary,
                            "operationId": op.operation_id or f"{op.tag}_{op.handler.__name__}"}
     if op.description:
@@ -229,17 +265,19 @@ def _operation(op: Operation, ref: Callable[[type[BaseModel]], dict[str, Any]], 
     if op.query is not None or op.body is not None or op.form is not None:
         errors.add(422)
     if op.body is not None:
-        errors.update({400, 413})
-    if not op.public:
-        errors.add(401)
+        errors.update({400, 413, 415})
+    if not op.public or op.path.startswith("/api/"):
+        errors.add(401)  # a public API route still refuses a token that is sent and invalid
     for status in sorted(errors):
         responses[str(status)] = {"description": STATUS_TEXT.get(status, "Error"),
                                   "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
     out["responses"] = responses
-    if op.public:
+    if op.public and not op.path.startswith("/api/"):
         out["security"] = []
+    elif op.public:
+        out["security"] = [{}, {"bearerAuth": []}]  # no token needed; one that is sent must be valid
     else:
-        out["security"] = [{"bearerAuth": []}] if auth_required else [{}, {"bearerAuth": []}]
+        out["security"] = [{"bearerAuth": []}]
     if op.websocket:
         out["x-websocket"] = True
         out["description"] = (op.description or "") + (

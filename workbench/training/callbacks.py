@@ -36,8 +36,13 @@ def _ppl(loss: float | None) -> float | None:
 
 
 def append_event(path: Path, event: dict[str, Any]) -> None:
-    """One JSON line per event; a single write() of a short line is atomic with O_APPEND."""
-    line = json.dumps(event if "timestamp" in event else {"timestamp": now_iso(), **event}) + "\n"
+    """One JSON line per event; a single write() of a short line is atomic with O_APPEND.
+
+    Always valid JSON: a NaN or infinite value is written as null, its key listed in the
+    event's ``nonfinite`` (``json.dumps`` would write a bare ``NaN``, which readers reject).
+    """
+    event = progress.finite_json(progress.finite_event(event))
+    line = json.dumps(event if "timestamp" in event else {"timestamp": now_iso(), **event}, allow_nan=False) + "\n"
     append_bytes(path, line.encode())
 
 
@@ -59,11 +64,12 @@ class MetricsCallback(TrainerCallback):
         self._mark = (time.perf_counter(), 0, 0, 0)
         self.last_train_loss: float | None = None
         self.eval_by_step: dict[int, float] = {}
+        self.diverged: dict[str, Any] | None = None  # step, metric, value, message
         self.summary = progress.load_summary(metrics_path.parent)
         self.history = HistoryWriter(metrics_path.parent)
 
     def _emit(self, event: dict[str, Any]) -> None:
-        event = {"timestamp": now_iso(), **event}
+        event = progress.finite_event({"timestamp": now_iso(), **event})  # NaN/inf: null + "nonfinite"
         append_event(self.path, event)
         self.history.add(event)
         progress.save_summary(self.path.parent, progress.fold(self.summary, event))
@@ -81,14 +87,36 @@ class MetricsCallback(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kw):
         logs = logs or {}
-        epoch = round(state.epoch or 0.0, 4)
         if "eval_loss" in logs:
             self.eval_by_step[state.global_step] = logs["eval_loss"]
-            self._emit({"type": "eval", "step": state.global_step, "epoch": epoch,
+            self._emit({"type": "eval", "step": state.global_step, "epoch": round(state.epoch or 0.0, 4),
                         "eval_loss": logs["eval_loss"], "eval_perplexity": _ppl(logs["eval_loss"])})
+        elif "loss" in logs:
+            self._train_event(args, state, logs)
+        else:
             return
-        if "loss" not in logs:
-            return
+        self._check_divergence(state, control, logs)
+
+    def _check_divergence(self, state, control, logs: dict[str, Any]) -> None:
+        """A NaN or infinite loss: report it once, and stop (nothing useful is left to train).
+
+        No checkpoint and no evaluation of the broken weights: the engine fails the job with
+        the message, so the queue moves on.
+        """
+        for metric in ("loss", "eval_loss"):
+            value = progress.nonfinite_value(logs.get(metric))
+            if value and self.diverged is None:
+                message = progress.divergence_message(metric, state.global_step, value)
+                self.diverged = {"step": state.global_step, "metric": metric, "value": value, "message": message}
+                self._emit({"type": "diverged", **self.diverged})
+                log.error(message)
+        if self.diverged is not None:
+            control.should_training_stop = True
+            control.should_save = False
+            control.should_evaluate = False
+
+    def _train_event(self, args, state, logs: dict[str, Any]) -> None:
+        epoch = round(state.epoch or 0.0, 4)
         now = time.perf_counter()
         t0, p0, tr0, s0 = self._mark
         dt = max(now - t0, 1e-9)
@@ -122,8 +150,11 @@ def _gpu_util() -> float | None:
 class ControlCallback(TrainerCallback):
     """Reads the job's ``control`` file; on ``pause`` saves a checkpoint and stops.
 
-    The pause lands on the next logging boundary so the logged loss windows (and so
-    the curve) after resume are identical to an uninterrupted run.
+    The pause lands at the end of the next optimizer step, whatever ``logging_steps`` is.
+    The logged loss curve after resume is still identical to an uninterrupted run's: the
+    checkpoint keeps the partial logging window (the Trainer's loss accumulated since its
+    last log, and that log's step), and the resumed run continues it
+    (``WorkbenchTrainer._save_checkpoint`` and ``_restore_logging_window`` in the engine).
     """
 
     def __init__(self, control_path: Path):
@@ -137,8 +168,7 @@ class ControlCallback(TrainerCallback):
             return ""
 
     def on_step_end(self, args, state, control, **kw):
-        if self.requested() == "pause" and state.global_step % args.logging_steps == 0 \
-                and state.global_step < state.max_steps:
+        if self.requested() == "pause" and state.global_step < state.max_steps:
             control.should_save = True
             control.should_training_stop = True
             self.paused_at = state.global_step

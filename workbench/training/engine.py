@@ -7,38 +7,118 @@ full fine-tuning, streams events to ``metrics.jsonl`` and ``training.log``, and 
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import Trainer, TrainingArguments, set_seed
+from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from ..configs import TrainingConfig
 from ..jobs import progress
-from ..store import atomic_write_json
-from .callbacks import ControlCallback, MetricsCallback, RetentionCallback, TokenCounter, append_event
+from ..store import DiskFull, atomic_write_json
+from .callbacks import ControlCallback, MetricsCallback, RetentionCallback, TokenCounter
 from .data import IGNORE, Collator, encode_all, pack
 
 log = logging.getLogger("workbench.training")
 
 
+LOGGING_WINDOW = "logging_window.json"
+
+
+def logging_window_path(checkpoint: str | Path, process_index: int = 0, world_size: int = 1) -> Path:
+    name = LOGGING_WINDOW if world_size <= 1 else f"logging_window-{process_index}.json"
+    return Path(checkpoint) / name
+
+
 class WorkbenchTrainer(Trainer):
-    """A Trainer that counts processed and trained tokens, and honours a changed LR on resume."""
+    """A Trainer that counts processed and trained tokens, honours a changed LR on resume, keeps
+    the partial logging window in each checkpoint, and logs the step where the loss went non-finite.
+
+    The logging window: between two logs the Trainer sums the step losses in ``_tr_loss`` (a
+    float32 tensor) and logs ``_tr_loss / (step - _globalstep_last_logged)`` at the next logging
+    step. A checkpoint taken between two logs (a pause, or ``save_steps`` off the logging grid)
+    stores both in ``logging_window.json``; resuming from it puts them back before the first
+    step, so each logged loss is the same float as in an uninterrupted run.
+    """
 
     def __init__(self, *args: Any, counter: TokenCounter, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.counter = counter
+        self._resume_dir: str | None = None
+        self._nonfinite_step_loss = False
+        self.add_callback(_LoggingWindowCallback(self))
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, *args: Any, **kwargs: Any):
+        if resume_from_checkpoint is True:
+            from transformers.trainer_utils import get_last_checkpoint
+
+            resume_from_checkpoint = get_last_checkpoint(self.args.output_dir)
+        self._resume_dir = str(resume_from_checkpoint) if resume_from_checkpoint else None
+        return super().train(resume_from_checkpoint or None, *args, **kwargs)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         self.counter.processed += int(inputs["attention_mask"].sum())
         self.counter.trained += int((inputs["labels"][:, 1:] != IGNORE).sum())
         self.counter.samples += int(inputs["input_ids"].shape[0])
         return super().training_step(model, inputs, num_items_in_batch)
+
+    def _maybe_log_save_evaluate(self, tr_loss, grad_norm, model, trial, epoch, ignore_keys_for_eval, start_time,
+                                 learning_rate=None):
+        # With ``logging_nan_inf_filter`` off, a NaN/inf step loss stays in the window's sum until it
+        # is logged: one check per optimizer step (one device sync, as the filter's own check costs).
+        if not self._nonfinite_step_loss and self.state.global_step > self._globalstep_last_logged \
+                and not bool(torch.isfinite(tr_loss).all()):
+            self._nonfinite_step_loss = True
+        if self._nonfinite_step_loss:
+            # Log the window that went non-finite at its own step (the MetricsCallback then reports
+            # the divergence and stops training); never evaluate or checkpoint the broken weights.
+            self.control.should_log = True
+            self.control.should_evaluate = False
+            self.control.should_save = False
+        super()._maybe_log_save_evaluate(tr_loss, grad_norm, model, trial, epoch, ignore_keys_for_eval, start_time,
+                                         learning_rate=learning_rate)
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+        ckpt = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        ckpt.mkdir(parents=True, exist_ok=True)
+        # tr_loss.item() is the float32 sum exactly (a Python float holds any float32)
+        window = {"global_step": self.state.global_step, "tr_loss": self._tr_loss.item(),
+                  "globalstep_last_logged": self._globalstep_last_logged,
+                  "dtype": str(self._tr_loss.dtype).removeprefix("torch.")}
+        atomic_write_json(logging_window_path(ckpt, self.args.process_index, self.args.world_size), window)
+
+    def _restore_logging_window(self) -> None:
+        """Called once the training loop has set up its logging state (``on_train_begin``)."""
+        if not self._resume_dir:
+            return
+        path = logging_window_path(self._resume_dir, self.args.process_index, self.args.world_size)
+        try:
+            window = json.loads(path.read_text())
+        except (FileNotFoundError, ValueError):  # a checkpoint from before the window was kept
+            return
+        if window.get("global_step") != self.state.global_step:
+            return
+        last = int(window["globalstep_last_logged"])
+        if not 0 <= last <= self.state.global_step:
+            return
+        cur = self._tr_loss
+        dtype = getattr(torch, window.get("dtype") or "", None)
+        self._tr_loss = torch.tensor(float(window["tr_loss"]), dtype=dtype if isinstance(dtype, torch.dtype)
+                                     else cur.dtype, device=cur.device)
+        self._globalstep_last_logged = last
+        # ``train_loss`` of this call stays the mean over this call's steps: the restored window's
+        # steps ran in the previous call.
+        self._total_loss_scalar -= float(window["tr_loss"])
+        if last < self.state.global_step:
+            log.info("logging window restored: loss of steps %d-%d carried over", last + 1, self.state.global_step)
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         super()._load_optimizer_and_scheduler(checkpoint)
@@ -54,6 +134,16 @@ class WorkbenchTrainer(Trainer):
             group["initial_lr"] = new_lr
             group["lr"] = new_lr * fn(sched.last_epoch)
         sched._last_lr = [g["lr"] for g in self.optimizer.param_groups]
+
+
+class _LoggingWindowCallback(TrainerCallback):
+    """Restores a checkpoint's logging window right after the Trainer has reset its own."""
+
+    def __init__(self, trainer: WorkbenchTrainer):
+        self.trainer = trainer
+
+    def on_train_begin(self, args, state, control, **kw):
+        self.trainer._restore_logging_window()
 
 
 def _close_logging() -> None:
@@ -142,6 +232,7 @@ def build_trainer(spec: dict[str, Any], job_dir: Path, on_event: Any = None) -> 
         gradient_accumulation_steps=t.gradient_accumulation_steps, learning_rate=t.learning_rate,
         lr_scheduler_type=t.lr_scheduler_type, warmup_steps=t.warmup_steps, weight_decay=t.weight_decay,
         max_grad_norm=t.max_grad_norm, logging_steps=t.logging_steps,
+        logging_nan_inf_filter=False,  # a NaN/inf step loss is logged as such (and stops the job), never averaged away
         eval_strategy="steps" if evals else "no", eval_steps=t.eval_steps or t.save_steps,
         save_strategy="steps", save_steps=t.save_steps, save_total_limit=None, seed=t.seed, data_seed=t.seed,
         auto_find_batch_size=_auto(t.auto_find_batch_size), use_cpu=not torch.cuda.is_available(),
@@ -159,6 +250,7 @@ def build_trainer(spec: dict[str, Any], job_dir: Path, on_event: Any = None) -> 
         data_collator=Collator(tokenizer.pad_token_id), processing_class=tokenizer, counter=counter,
         callbacks=[metrics, control, RetentionCallback(out, t.save_total_limit, metrics)],
     )
+    trainer.metrics_callback = metrics
     return trainer, control
 
 
@@ -192,8 +284,10 @@ def run_job(job_dir: str | Path, resume_from_checkpoint: str | None = None) -> d
     _setup_logging(job_dir)
     try:
         return _run(job_dir, resume_from_checkpoint)
-    except BaseException:
+    except BaseException as exc:
         log.exception("Training failed")
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC and not isinstance(exc, DiskFull):
+            raise DiskFull(errno.ENOSPC, f"disk full: {exc.strerror}", exc.filename) from exc
         raise
     finally:
         _close_logging()
@@ -214,7 +308,12 @@ def _run(job_dir: Path, resume_from_checkpoint: str | None) -> dict[str, Any]:
         log.info("Starting training...")
     out = trainer.train(resume_from_checkpoint=ckpt)
     state = trainer.state
-    if control.paused_at is not None:
+    diverged = trainer.metrics_callback.diverged
+    if diverged is not None:  # the loss went NaN/inf: nothing useful is left to train, the job fails
+        result = {"status": "failed", "error": diverged["message"], "diverged": diverged,
+                  "step": state.global_step, "total_steps": state.max_steps}
+        log.error("Training stopped at step %d: %s", state.global_step, diverged["message"])
+    elif control.paused_at is not None:
         result = {"status": "paused", "step": state.global_step,
                   "checkpoint": f"checkpoint-{state.global_step}", "total_steps": state.max_steps}
         log.info("Training paused at step %d", state.global_step)
@@ -225,5 +324,5 @@ def _run(job_dir: Path, resume_from_checkpoint: str | None) -> dict[str, Any]:
                   "train_loss": out.training_loss, "final_dir": "final", "metrics": out.metrics}
         log.info("Training completed: %d steps, train_loss %.4f", state.global_step, out.training_loss)
     result["run_seconds"] = round(time.time() - started, 3)
-    atomic_write_json(job_dir / "result.json", result)
+    atomic_write_json(job_dir / "result.json", progress.finite_json(result))
     return result

@@ -167,9 +167,13 @@ class LocalBackend:
         return watch(self.jobs, job_id, self.owner)
 
     def download_url(self, job_id: str, checkpoint: str | None = None) -> str | None:
+        """A short-lived signed link to the server over this home (no token in it), or None without one."""
         if not self.api_url:
             return None
-        return f"{self.api_url}/api/training/{job_id}/download/model" + (f"?checkpoint={checkpoint}" if checkpoint else "")
+        from ..results.downloads import download_path
+
+        self.jobs.get(job_id, self.owner)
+        return self.api_url + download_path(job_id, self.owner, "model", checkpoint)
 
 
 class RemoteBackend:
@@ -292,10 +296,12 @@ class RemoteBackend:
                 yield {"kind": e["event"], **e["data"]}
 
     def download_url(self, job_id: str, checkpoint: str | None = None) -> str | None:
-        return f"{self.base_url}/api/training/{job_id}/download/model" + (f"?checkpoint={checkpoint}" if checkpoint else "")
+        """A short-lived signed link made by the server (the token never goes into a URL)."""
+        return self.client.download_link(job_id, checkpoint)
 
 
 def default_backend() -> Backend:
-    """Remote when ``WORKBENCH_REMOTE_URL`` is set (token from ``WORKBENCH_TOKEN``), else in-process."""
+    """Remote when ``WORKBENCH_REMOTE_URL`` is set, else in-process. The remote token is
+    ``WORKBENCH_TOKEN``, else (loopback servers) the home's own, found by the client."""
     url = os.environ.get("WORKBENCH_REMOTE_URL")
     return RemoteBackend(url, os.environ.get("WORKBENCH_TOKEN")) if url else LocalBackend()

@@ -7,8 +7,12 @@ core owns every rule; the helpers here only turn HTTP into arguments and back.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, ParamSpec, TypeVar
@@ -19,12 +23,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from ... import home
+from ... import settings as core_settings
 from ...configs import ConfigService
 from ...datasets import DatasetService
 from ...errors import InvalidInput, TooLarge
 from ...jobs.executor import Executor, LocalExecutor
 from ...jobs.service import JobService
-from ..errors import BadRequest, InvalidPath, invalid_from_pydantic
+from ..errors import BadRequest, InvalidPath, UnsupportedMediaType, invalid_from_pydantic
 from ._json import ORJSONResponse  # noqa: F401  (re-exported for the route modules)
 
 P = ParamSpec("P")
@@ -38,9 +43,8 @@ JSON_BODY_LIMIT = 4 * 2**20  # configs, model entries, job requests: a few KB in
 
 @dataclass(frozen=True)
 class Settings:
-    auth_required: bool
+    multi_user: bool
     max_upload_bytes: int
-    pause_wait_s: float
 
 
 @dataclass
@@ -95,8 +99,62 @@ def owner(request: Request) -> str:
 
 
 async def call(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-    """Run a blocking core call (file locks, disk, torch) in a worker thread, off the event loop."""
+    """Run a short blocking core call (a store read or write) in a worker thread, off the event loop."""
     return await run_in_threadpool(fn, *args, **kwargs)
+
+
+_pools: dict[tuple[str, int], ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
+
+
+def _lower_priority() -> None:
+    """Long-call threads run at a lower CPU priority (Linux: per thread), so on a busy machine
+    the event loop thread, which answers the short calls, is scheduled first."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LONG_CALL_NICENESS)
+    except (AttributeError, OSError):  # not Linux, or not permitted: same priority, still bounded
+        pass
+
+
+LONG_CALL_NICENESS = 10
+
+
+def pool(name: str = "long", size: int | None = None) -> ThreadPoolExecutor:
+    """A named pool of dedicated threads for long calls: ``long`` has ``WORKBENCH_LONG_CALLS`` threads.
+
+    Dedicated, not the event loop's shared worker threads: work queued here waits in the pool's
+    queue holding no thread, and the threads can run at a lower priority for good.
+    """
+    size = size or core_settings.current().long_call_threads
+    with _pools_lock:
+        found = _pools.get((name, size))
+        if found is None:
+            found = _pools[(name, size)] = ThreadPoolExecutor(size, thread_name_prefix=f"wb-{name}",
+                                                              initializer=_lower_priority)
+        return found
+
+
+async def call_long(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run work that may take seconds (validation, zips, uploads) on its own bounded pool.
+
+    Short calls have the default pool to themselves, so a burst of long work never makes a
+    status read or a model list wait: the long calls queue behind each other instead.
+    """
+    return await call_in(pool(), fn, *args, **kwargs)
+
+
+async def call_in(executor: ThreadPoolExecutor, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    return await asyncio.wrap_future(executor.submit(functools.partial(fn, *args, **kwargs)))
+
+
+async def stream_long(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+    """A blocking chunk iterator (a zip being built) read on the long pool while it streams."""
+    done = object()
+    while True:
+        chunk = await call_long(next, chunks, done)
+        if chunk is done:
+            return
+        yield chunk  # type: ignore[misc]
 
 
 # --- models at the boundary ------------------------------------------------------------------
@@ -157,12 +215,14 @@ async def parse_body(request: Request, model: type[BaseModel], *, limit: int = J
                      optional: bool = False) -> BaseModel:
     """A JSON object body validated by ``model``; 400 when it is not JSON, 422 naming the bad field.
 
-    The Content-Type is not checked: the reference's own curl examples send JSON without one.
+    The body must be sent as ``application/json`` (415 otherwise): a browser sends
+    ``text/plain`` or a form cross-site without asking first, but never JSON.
     """
     raw = await read_body(request, limit)
+    if not raw.strip() and optional:
+        return model.model_validate({})
+    require_json(request)
     if not raw.strip():
-        if optional:
-            return model.model_validate({})
         raise InvalidInput("body: a JSON object is required", field="body")
     try:
         data = orjson.loads(raw)
@@ -174,6 +234,13 @@ async def parse_body(request: Request, model: type[BaseModel], *, limit: int = J
         return model.model_validate(data)
     except ValidationError as exc:
         raise invalid_from_pydantic(exc) from None
+
+
+def require_json(request: Request) -> None:
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media != "application/json" and not (media.startswith("application/") and media.endswith("+json")):
+        raise UnsupportedMediaType(f"content-type: send the body as application/json, not {media[:80] or 'nothing'}",
+                                   field="content-type")
 
 
 def parse_query(request: Request, model: type[BaseModel]) -> BaseModel:
@@ -192,19 +259,18 @@ def _json_type(value: Any) -> str:
 # --- path safety -----------------------------------------------------------------------------
 
 def model_ref(request: Request, ref: str | None, field: str) -> str | None:
-    """``ref`` unless it names a file or folder on the server while users are isolated.
+    """``ref`` unless it names a file or folder on the server outside the import folder.
 
-    The core loads a model from any local folder it is given; with several users that would
-    let one read another's fine-tuned weights (or probe the disk) by path, so in multi-user
-    mode only built-in, registered and hub ids are accepted — as with ``dataset_path``.
+    The core loads a model from any local folder it is given; over HTTP that would let any
+    caller read weights (or probe the disk) by path, so a path is accepted only inside
+    ``WORKBENCH_IMPORT_DIR``, as for ``dataset_path``. Built-in, registered and hub ids pass.
     """
-    if ref and settings(request).auth_required:
+    if ref:
+        from ...imports import check_import_path, looks_like_path
         from ...models import BUILTINS
 
-        if ref not in BUILTINS and (os.path.isabs(ref) or ref.startswith(("~", ".")) or "\\" in ref
-                                    or os.path.exists(ref)):
-            raise BadRequest(f"{field}: server paths are only accepted in local single-user mode; use a model "
-                             "id from /api/models or a Hugging Face id", field=field)
+        if ref not in BUILTINS and looks_like_path(ref):
+            return str(check_import_path(ref, field))
     return ref
 
 

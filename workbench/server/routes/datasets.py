@@ -16,7 +16,7 @@ from ... import home
 from ...errors import InvalidInput, TooLarge
 from ..errors import BadRequest, InvalidPath, UnsupportedMediaType, invalid_from_pydantic
 from ..openapi import Registry
-from ._common import Body, Loose, Query, Success, call, content_length, model_ref, owner, plain_name, services, settings
+from ._common import Body, Loose, Query, Success, call, call_long, content_length, model_ref, owner, plain_name, services, settings
 
 api = Registry("datasets", "training datasets")
 
@@ -100,7 +100,7 @@ async def upload_dataset(request: Request) -> dict[str, Any]:
         except ValidationError as exc:
             raise invalid_from_pydantic(exc) from None
         name = fields.name or Path(upload.filename).stem or "dataset"
-        record = await call(services(request).datasets.register, upload.path, name=name, format=fields.format,
+        record = await call_long(services(request).datasets.register, upload.path, name=name, format=fields.format,
                             column_mapping=fields.column_mapping, filename=upload.filename,
                             owner=owner(request), max_bytes=limit)
     finally:
@@ -115,7 +115,7 @@ async def get_dataset(request: Request, query: StatsQuery) -> dict[str, Any]:
     svc, dataset_id, user = services(request).datasets, request.path_params["id"], owner(request)
     record = await call(svc.get, dataset_id, user)
     model = model_ref(request, query.model, "model")
-    stats = await call(svc.stats, dataset_id, user, model) if model else record["stats"]
+    stats = await call_long(svc.stats, dataset_id, user, model) if model else record["stats"]
     return {"dataset": record, "stats": stats}
 
 
@@ -129,7 +129,7 @@ class PreviewQuery(Query):
 async def preview_dataset(request: Request, query: PreviewQuery) -> dict[str, Any]:
     """One rendered sample as tokens, each marked trained or masked, exactly as training masks it."""
     model = model_ref(request, query.model, "model")
-    return await call(services(request).datasets.preview, request.path_params["id"], owner(request),
+    return await call_long(services(request).datasets.preview, request.path_params["id"], owner(request),
                       model=model, index=query.index)
 
 
@@ -143,7 +143,7 @@ async def delete_dataset(request: Request) -> dict[str, Any]:
           body_optional=True, response=SplitResult, status=201, errors=(404,))
 async def split_dataset(request: Request, body: SplitBody) -> dict[str, Any]:
     """Two new datasets, ``<name> (train)`` and ``<name> (eval)``, by a seeded shuffle."""
-    parts = await call(services(request).datasets.split, request.path_params["id"], body.eval_fraction,
+    parts = await call_long(services(request).datasets.split, request.path_params["id"], body.eval_fraction,
                        body.seed, owner(request))
     return {"success": True, **parts}
 

@@ -15,10 +15,11 @@ from starlette.requests import Request
 
 from ... import home
 from ...jobs import history
-from ...errors import Conflict, InvalidInput
-from ..errors import BadRequest, with_field_prefix
+from ...errors import InvalidInput
+from ..errors import with_field_prefix
 from ..openapi import Registry
-from ._common import Body, Loose, Query, call, home_root, model_ref, owner, services, settings
+from ...imports import check_import_path, unquoted
+from ._common import Body, Loose, Query, call, call_long, home_root, model_ref, owner, services, settings
 from ._json import ORJSONResponse, dumps
 
 api = Registry("jobs", "training jobs")
@@ -52,7 +53,7 @@ class ExecuteBody(Body):
     execution_id: str | None = Field(None, max_length=200, description="the caller's id for this run (echoed)")
     name: str | None = Field(None, min_length=1, max_length=200)
     dataset_path: str | None = Field(None, min_length=1, max_length=4096,
-                                     description="a file on the server; local single-user mode only")
+                                     description="a file on the server, inside the import folder (WORKBENCH_IMPORT_DIR; off by default)")
     dataset_content: str | None = Field(None, min_length=1, description="the dataset inline, as JSONL text")
     config: dict[str, Any] = Field(description="a full config: {model: {...}, training: {...}, lora?: {...}}")
 
@@ -196,29 +197,28 @@ def _execute_body_limit(request: Request) -> int:
 async def execute_job(request: Request, body: ExecuteBody) -> dict[str, Any]:
     """Register ``dataset_content`` (JSONL) as a dataset, then start a job with ``config``.
 
-    ``dataset_path`` (a file on the server) is accepted only when the server runs in local
-    single-user mode. Exactly one of the two is needed. A failure leaves nothing behind.
+    ``dataset_path`` (a file on the server) is accepted only inside the import folder
+    (``WORKBENCH_IMPORT_DIR``, off by default), and errors about it never quote its content.
+    Exactly one of the two is needed. A failure leaves nothing behind.
     """
     svc, user, limit = services(request), owner(request), settings(request).max_upload_bytes
     if (body.dataset_path is None) == (body.dataset_content is None):
         field = "dataset_content" if body.dataset_path is None else "dataset_path"
         raise InvalidInput(f"{field}: send exactly one of dataset_content and dataset_path", field=field)
-    if body.dataset_path is not None and settings(request).auth_required:
-        raise BadRequest("dataset_path: reading server files is only allowed in local single-user mode; "
-                         "send the data as dataset_content", field="dataset_path")
+    dataset_file = check_import_path(body.dataset_path, "dataset_path") if body.dataset_path is not None else None
     try:  # validate the config before storing anything
         config = await call(svc.configs.resolve, body.config, user)
     except InvalidInput as exc:
         raise with_field_prefix(exc, "config") from None
     model_ref(request, config.model.base_model, "config.model.base_model")
     name = body.name or body.execution_id or "execute"
-    source = body.dataset_content.encode() if body.dataset_content is not None else str(body.dataset_path)
+    source = body.dataset_content.encode() if dataset_file is None else dataset_file
     try:
-        dataset = await call(svc.datasets.register, source, name=name, filename=_filename(body), owner=user,
-                             max_bytes=limit)
+        dataset = await call_long(svc.datasets.register, source, name=name, filename=_filename(body), owner=user,
+                                  max_bytes=limit)
     except InvalidInput as exc:
-        if exc.field == "source":  # the core's name for "the file to read"
-            raise InvalidInput(f"dataset_path: {exc.message}", field="dataset_path") from None
+        if dataset_file is not None:  # never quote back what was read from a server file
+            raise unquoted(exc, "dataset_path") from None
         raise
     try:
         job = await call(svc.jobs.start, None, dataset["id"], body.config, name=body.name, owner=user)
@@ -314,18 +314,17 @@ def _control(job: dict[str, Any], message: str) -> dict[str, Any]:
     return {"success": True, "message": message, "job_id": job["id"], "status": job["status"]}
 
 
-@api.post("/api/training/pause/{jobId}", summary="Pause a training job", response=ControlResponse, also=(202,),
+@api.post("/api/training/pause/{jobId}", summary="Pause a training job", response=ControlResponse,
           errors=(404, 409))
 async def pause_job(request: Request) -> Any:
-    """Checkpoint and stop at the next logging step. Waits a bounded time for the pause: 200 once
-    paused, 202 (status still ``running``) when the job has not reached that step yet."""
-    job_id, user = request.path_params["jobId"], owner(request)
-    job = await call(services(request).jobs.pause, job_id, user, wait=settings(request).pause_wait_s)
+    """Ask the job to checkpoint and stop after its current optimizer step; answers at once.
+
+    ``status`` is the job's as it stands (``running`` until the checkpoint is written; ``paused``
+    moments later): watch the status or the event stream for it."""
+    job = await call(services(request).jobs.pause, request.path_params["jobId"], owner(request))
     if job["status"] == "paused":
         return _control(job, "Training job paused successfully")
-    if job["status"] in ("pending", "running"):
-        return ORJSONResponse(_control(job, "Pause requested; the job pauses at its next logging step"), 202)
-    raise Conflict(f"job '{job_id}' ended ({job['status']}) before it could pause", field="status")
+    return _control(job, "Pause requested: the job saves a checkpoint after its current step, then pauses")
 
 
 @api.post("/api/training/resume/{jobId}", summary="Resume a paused training job", body=ResumeBody,
@@ -340,8 +339,10 @@ async def resume_job(request: Request, body: ResumeBody) -> dict[str, Any]:
 @api.post("/api/training/cancel/{jobId}", summary="Cancel a training job", response=ControlResponse,
           errors=(404, 409))
 async def cancel_job(request: Request) -> dict[str, Any]:
-    """Stop the job for good (interrupt, grace period, kill); cancelled jobs cannot be resumed."""
-    job = await call(services(request).jobs.cancel, request.path_params["jobId"], owner(request))
+    """Stop the job for good (interrupt, grace period, kill); cancelled jobs cannot be resumed.
+
+    Answers at once: the job is ``cancelled`` from now on and its processes stop moments later."""
+    job = await call(services(request).jobs.cancel, request.path_params["jobId"], owner(request), wait=False)
     return _control(job, "Training job cancelled successfully")
 
 

@@ -29,9 +29,10 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from ...errors import NotFound, WorkbenchError
+from ...errors import NotFound, QuotaExceeded, WorkbenchError
 from ...jobs.state import FINAL
 from ...jobs.watch import watch
+from ...quotas import STREAMS
 from ..errors import error_body, json_response
 from ..openapi import Registry
 from ._common import Query, call, services
@@ -145,7 +146,9 @@ async def job_events(request: Request, query: EventsQuery) -> Response:
     await _require_job(request, job_id)
     if request.method == "HEAD":  # the headers only: never follow a job for a body nobody reads
         return Response(media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-    items = follow(services(request).jobs, job_id, request.state.user, from_start=query.from_start)
+    user = request.state.user
+    STREAMS.acquire(user)  # 429 when the user has too many streams open; released when this one ends
+    items = follow(services(request).jobs, job_id, user, from_start=query.from_start)
 
     async def sse() -> AsyncIterator[bytes]:
         try:
@@ -162,8 +165,23 @@ async def job_events(request: Request, query: EventsQuery) -> Response:
         finally:
             await items.aclose()
 
-    return StreamingResponse(sse(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return HeldResponse(StreamingResponse(sse(), media_type="text/event-stream",
+                                          headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}),
+                        lambda: STREAMS.release(user))
+
+
+class HeldResponse(Response):
+    """A response that holds a resource (a stream slot) until it has been sent or the client left."""
+
+    def __init__(self, inner: Response, release: Any):
+        super().__init__(status_code=inner.status_code)
+        self.inner, self.release = inner, release
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await self.inner(scope, receive, send)
+        finally:
+            self.release()
 
 
 @api.websocket("/ws/training/{jobId}", summary="Stream job events (WebSocket)", errors=(404,))
@@ -179,9 +197,22 @@ async def job_events_ws(websocket: WebSocket) -> None:
     except NotFound as exc:
         await deny(websocket, exc.http_status, error_body(exc))
         return
+    user = websocket.state.user
+    try:
+        STREAMS.acquire(user)
+    except QuotaExceeded as exc:
+        await deny(websocket, exc.http_status, error_body(exc))
+        return
+    try:
+        await _stream_ws(websocket, job_id, user)
+    finally:
+        STREAMS.release(user)
+
+
+async def _stream_ws(websocket: WebSocket, job_id: str, user: str) -> None:
     await websocket.accept()
     gone = asyncio.ensure_future(_until_disconnect(websocket))
-    items = follow(services(websocket).jobs, job_id, websocket.state.user)
+    items = follow(services(websocket).jobs, job_id, user)
     try:
         async for item in items:
             if gone.done():

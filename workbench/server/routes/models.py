@@ -40,9 +40,11 @@ class ModelDeleted(Loose):
     message: str
 
 
-@api.get("/api/models", summary="List available models", response=ModelList)
+@api.get("/api/models", summary="List available models", response=ModelList, public=True)
 async def list_models(request: Request) -> dict[str, Any]:
-    """Built-in (global) models first, then the caller's own; API keys are never returned."""
+    """Built-in (global) models first, then the caller's own; API keys are never returned.
+
+    Public, as the reference has it: without a token, only the built-in models."""
     return {"models": await call(models.list_models, owner(request))}
 
 

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import re
-import threading
 from typing import Any, Literal
 
 from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from ... import signing
+from ...jobs.service import JobService
 from ...results import downloads, evaluate
+from ...results.downloads import download_path
 from ..openapi import Registry
-from ._common import Body, Loose, Query, call, owner, plain_name
+from ._common import Body, Loose, Query, call, call_in, call_long, owner, plain_name, pool, stream_long
 
 api = Registry("results", "validation and downloads")
 
 _TOKEN = re.compile(r"^[A-Za-z0-9._-]+$")
-_ONE_VALIDATION = threading.Lock()  # a thread lock, not an anyio one: it must outlive any one event loop
 
 
 class ValidateBody(Body):
@@ -45,6 +46,27 @@ class DownloadQuery(Query):
         "a checkpoint folder name (checkpoint-2000, final, latest); default: the whole output folder"))
 
 
+class LinkQuery(DownloadQuery):
+    kind: Literal["model", "logs"] = Field("model", description="which download the link fetches")
+
+
+class LinkResponse(Loose):
+    url: str
+    expires_in: int
+
+
+@api.get("/api/training/{jobId}/download/link", summary="A short-lived download link", query=LinkQuery,
+         response=LinkResponse, errors=(404,))
+async def download_link(request: Request, query: LinkQuery) -> dict[str, Any]:
+    """A signed URL for a browser: it fetches this one download as the caller for 5 minutes,
+    with no token in it (``<a href>`` cannot send an Authorization header)."""
+    job_id, user = request.path_params["jobId"], owner(request)
+    await call(JobService().get, job_id, user)  # 404 for an unknown or another user's job
+    checkpoint = plain_name(query.checkpoint, "checkpoint") if query.checkpoint is not None else None
+    url = download_path(job_id, user, query.kind, checkpoint)
+    return {"url": str(request.base_url).rstrip("/") + url, "expires_in": int(signing.DEFAULT_TTL)}
+
+
 @api.post("/api/training/validate", summary="Validate a model checkpoint", body=ValidateBody,
           response=ValidationResult, errors=(400, 404))
 async def validate(request: Request, body: ValidateBody) -> dict[str, Any]:
@@ -55,13 +77,13 @@ async def validate(request: Request, body: ValidateBody) -> dict[str, Any]:
     """
     for segment in body.model_path.split("/"):
         plain_name(segment, "model_path")
-    return await call(_validate, body, owner(request))
+    # Its own pool of one: validations queue for each other, holding no thread meanwhile.
+    return await call_in(pool("validation", 1), _validate, body, owner(request))
 
 
 def _validate(body: ValidateBody, user: str) -> dict[str, Any]:
-    with _ONE_VALIDATION:
-        return evaluate.validate(body.job_id, body.model_path, body.test_dataset_id, body.metrics_to_compute,
-                                 owner=user, max_samples=body.max_samples, max_new_tokens=body.max_new_tokens)
+    return evaluate.validate(body.job_id, body.model_path, body.test_dataset_id, body.metrics_to_compute,
+                             owner=user, max_samples=body.max_samples, max_new_tokens=body.max_new_tokens)
 
 
 @api.get("/api/training/{jobId}/download/model", summary="Download the trained model", query=DownloadQuery,
@@ -69,7 +91,7 @@ def _validate(body: ValidateBody, user: str) -> dict[str, Any]:
 async def download_model(request: Request, query: DownloadQuery) -> Response:
     """A ZIP of one checkpoint (its files at the top), or of the job's whole output folder."""
     checkpoint = plain_name(query.checkpoint, "checkpoint") if query.checkpoint is not None else None
-    filename, chunks = await call(downloads.model_zip, request.path_params["jobId"], checkpoint, owner(request))
+    filename, chunks = await call_long(downloads.model_zip, request.path_params["jobId"], checkpoint, owner(request))
     return _zip(request, filename, chunks)
 
 
@@ -77,7 +99,7 @@ async def download_model(request: Request, query: DownloadQuery) -> Response:
          media_type="application/zip", errors=(404,))
 async def download_logs(request: Request) -> Response:
     """A ZIP of ``training.log`` and ``progress.json`` (the metrics history as a JSON array)."""
-    filename, chunks = await call(downloads.logs_zip, request.path_params["jobId"], owner(request))
+    filename, chunks = await call_long(downloads.logs_zip, request.path_params["jobId"], owner(request))
     return _zip(request, filename, chunks)
 
 
@@ -89,7 +111,7 @@ def _zip(request: Request, filename: str, chunks: Any) -> Response:
     headers = {"Content-Disposition": disposition, "Cache-Control": "no-store"}
     if request.method == "HEAD":
         return Response(media_type="application/zip", headers=headers)
-    return StreamingResponse(chunks, media_type="application/zip", headers=headers)
+    return StreamingResponse(stream_long(iter(chunks)), media_type="application/zip", headers=headers)
 
 
 def _ascii(name: str) -> str:
