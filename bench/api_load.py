@@ -40,6 +40,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -47,8 +48,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import scratch_home, table  # noqa: E402
 
-TINY_JOB = {"training": {"max_steps": 10, "logging_steps": 5, "save_steps": 10, "torch_threads": 1,
-                         "per_device_train_batch_size": 4, "max_seq_length": 256}}
+from workbench.testing import fast, finished_job, write_synthetic_history  # noqa: E402
+
+TINY_JOB = fast(training={"save_steps": 10, "learning_rate": None})  # one checkpoint, the template's rate
 
 
 # --- the state to read ---------------------------------------------------------------------------
@@ -60,29 +62,19 @@ def make_jobs(points: int, auth: bool) -> tuple[str, str, str, str]:
     ``metrics.jsonl`` (a job from before that file), the baseline whose log the server folds.
     With ``auth`` the jobs belong to the token's user, else to the local single user.
     """
-    import torch
-
     from workbench import home
-    from workbench.datasets import DatasetService
-    from workbench.jobs import history, progress
-    from workbench.jobs.executor import InProcessExecutor
-    from workbench.jobs.service import JobService
+    from workbench.jobfiles import rows, summary
     from workbench.jobs.state import TABLE
     from workbench.records import LOCAL_USER, new_id
     from workbench.store import get_store
-    from workbench.users import add_user
+    from workbench.users import add_user, local_token
 
-    from workbench.users import local_token
-
-    torch.set_num_threads(1)
     user, token = add_user("bench")
     owner = user["id"] if auth else LOCAL_USER
     if not auth:
         token = local_token()
-    sample = DatasetService().register_sample(owner)
-    job = JobService(executor=InProcessExecutor()).start("tiny-chat", sample["id"], "lora", overrides=TINY_JOB,
-                                                         owner=owner)
-    assert job["status"] == "completed", job
+    cache = Path(tempfile.mkdtemp(prefix="wb-bench-trained-"))  # trained there in this process, copied here
+    job = finished_job(cache, overrides=TINY_JOB, owner=owner)
 
     ids = []
     for with_history in (True, False):
@@ -90,49 +82,13 @@ def make_jobs(points: int, auth: bool) -> tuple[str, str, str, str]:
         jd = home.job_dir(big)
         jd.mkdir(parents=True)
         shutil.copy(home.job_dir(job["id"]) / "job.json", jd / "job.json")
-        write_metrics(jd / "metrics.jsonl", points, history.HistoryWriter(jd) if with_history else None)
-        progress.save_summary(jd, progress.rebuild(jd))
+        write_synthetic_history(jd / "metrics.jsonl", points, writer=rows.RowWriter(jd) if with_history else None,
+                                detailed=True)
+        summary.save_summary(jd, summary.rebuild(jd))
         get_store().insert(TABLE, {**job, "id": big, "name": f"synthetic {points} points",
                                    "result": {**(job.get("result") or {}), "step": points, "total_steps": points}})
         ids.append(big)
     return job["id"], ids[0], ids[1], token
-
-
-def write_metrics(path: Path, points: int, writer: Any = None) -> None:
-    """``points`` train events in the engine's format (an eval every 100 steps), fed to the
-    job's ``HistoryWriter`` as the training callback does when ``writer`` is given."""
-    import math
-
-    def write(ev: dict[str, Any]) -> None:
-        fh.write(json.dumps(ev) + "\n")
-        if writer is not None:
-            fh.flush()
-            writer.add(ev)
-
-    t0 = time.time() - points
-    with path.open("w") as fh:
-        write({"type": "status", "status": "running", "message": "synthetic", "total_steps": points,
-               "total_epochs": 1, "total_samples": points * 8, "timestamp": _iso(t0)})
-        for step in range(1, points + 1):
-            loss = 0.4 + 4.6 * math.exp(-step / (points / 5))
-            write({
-                "type": "train", "step": step, "epoch": round(step / points, 5), "total_steps": points,
-                "loss": round(loss, 4), "learning_rate": 2e-4 * (1 - step / points), "grad_norm": 0.8,
-                "train_perplexity": round(math.exp(loss), 4), "samples_per_second": 12.5,
-                "tokens_per_second": 1600.0, "trained_tokens_per_second": 700.0,
-                "num_tokens_processed": step * 1600, "num_tokens_trained": step * 700, "rss_gb": 1.2,
-                "gpu_memory_allocated_gb": None, "gpu_memory_reserved_gb": None,
-                "gpu_utilization_percent": None, "timestamp": _iso(t0 + step)})
-            if step % 100 == 0:
-                write({"type": "eval", "step": step, "epoch": round(step / points, 5),
-                       "eval_loss": round(loss * 1.05, 4), "eval_perplexity": round(math.exp(loss * 1.05), 4),
-                       "timestamp": _iso(t0 + step)})
-    if writer is not None:
-        writer.flush()  # the run ended
-
-
-def _iso(t: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}Z"
 
 
 # --- the server (subprocess) ---------------------------------------------------------------------

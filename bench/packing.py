@@ -37,7 +37,7 @@ def skewed_chats(n: int, seed: int = 0) -> bytes:
 def run(dataset_id: str, packing: bool, steps: int) -> dict:
     from workbench import home
     from workbench.jobs.executor import InProcessExecutor
-    from workbench.jobs.progress import load_summary
+    from workbench.jobfiles.summary import load_summary
     from workbench.jobs.service import JobService
 
     svc = JobService(executor=InProcessExecutor())

@@ -30,7 +30,8 @@ from pathlib import Path
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
 from workbench.datasets import load_chats
-from workbench.training.data import IGNORE, Collator, encode_all
+from workbench.chat_encoding import IGNORE, encode_all
+from workbench.training.data import Collator
 
 spec = json.loads(Path(sys.argv[1]).read_text()); out = sys.argv[2]; model_dir = sys.argv[3]
 t, lc = spec["config"]["training"], spec["config"]["lora"]
@@ -55,7 +56,7 @@ print(json.dumps({"train_runtime": res.metrics["train_runtime"], "trained": sum(
 
 def workbench_job(dataset_id: str, steps: int) -> tuple[dict, dict]:
     from workbench import home
-    from workbench.jobs.progress import load_summary
+    from workbench.jobfiles.summary import load_summary
     from workbench.jobs.service import JobService
 
     svc = JobService()

@@ -1,4 +1,8 @@
-"""Shared fixtures: an empty WORKBENCH_HOME per test, and tiny-chat built once per session."""
+"""Shared fixtures: an empty WORKBENCH_HOME per test; tiny-chat and a finished job, each made once per session.
+
+The helpers behind them (``FAST``, ``scratch_home``, ``copy_job``…) live in ``workbench.testing``,
+which ``bench/`` uses too.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from workbench.testing import FINISHED_LORA, TrainedJob, train_finished_job
 
 # Starlette's TestClient sends ``Host: testserver``; the server answers only to names it is told.
 os.environ.setdefault("WORKBENCH_ALLOWED_HOSTS", "testserver")
@@ -29,3 +35,11 @@ def tiny_chat_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cached = os.environ.get(CACHE_ENV)
     dest = Path(cached) if cached else tmp_path_factory.getbasetemp() / "tiny-chat-cache" / "tiny-chat"
     return ensure_tiny_chat(dest, progress=False)
+
+
+@pytest.fixture(scope="session")
+def finished_lora_job_source(tmp_path_factory: pytest.TempPathFactory, tiny_chat_dir: Path) -> TrainedJob:
+    """The finished LoRA job (``FINISHED_LORA``: 10 steps, an eval and a checkpoint at 5 and 10, + ``final``),
+    trained once per test run in a home of its own; a module puts a copy in its home with ``copy_job``."""
+    return train_finished_job(tmp_path_factory.getbasetemp() / "finished-jobs", overrides=FINISHED_LORA,
+                              tiny_chat=tiny_chat_dir)

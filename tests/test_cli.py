@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from workbench.datasets import SAMPLE_DATASET
+from workbench.testing import as_cli_args, fast
 
 pytestmark = pytest.mark.slow
-FAST = ["--set", "torch_threads=1", "--set", "logging_steps=5", "--set", "save_steps=5",
-        "--set", "per_device_train_batch_size=4", "--set", "max_seq_length=256"]
+FAST = as_cli_args(fast(training={"max_steps": None, "learning_rate": None}))  # --max-steps, the template's rate
 
 
 @pytest.fixture

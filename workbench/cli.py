@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,7 @@ def follow(service: Any, job_id: str) -> dict[str, Any]:
     """A tqdm bar with the loss until the job stops; Ctrl+C pauses the job (twice: detach)."""
     from tqdm import tqdm
 
+    from .job_states import FINAL
     from .jobs.watch import watch
 
     bar = tqdm(total=None, unit="step", dynamic_ncols=True, desc=job_id)
@@ -55,13 +58,19 @@ def follow(service: Any, job_id: str) -> dict[str, Any]:
         interrupted["n"] += 1
         if interrupted["n"] == 1:
             bar.write("pausing job (checkpoint, then stop)... press Ctrl+C again to detach", file=sys.stderr)
-            (home.job_dir(job_id) / "control").write_text("pause")
+            threading.Thread(target=pause, daemon=True).start()  # the service checks the state, logs it
         else:
             raise KeyboardInterrupt
 
+    def pause() -> None:
+        try:
+            service.pause(job_id)
+        except WorkbenchError as exc:
+            bar.write(f"cannot pause: {exc.message} (Ctrl+C again detaches)", file=sys.stderr)
+
     old = signal.signal(signal.SIGINT, on_sigint)
     try:
-        for ev in watch(service, job_id, stop_on={"paused", "completed", "failed", "cancelled"}):
+        for ev in watch(service, job_id, stop_on={"paused", *FINAL}):
             if ev["kind"] == "status":
                 bar.set_description(f"{job_id} [{ev['status']}]")
                 if ev.get("error"):
@@ -220,7 +229,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .jobs.service import JobService
-    from .server.app import create_app
     from .settings import LOOPBACK_HOSTS
     from .sweep import sweep_leftovers
     from .users import local_token
@@ -230,14 +238,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
     sweep_leftovers()  # upload spools, orphaned dataset folders, temp files of interrupted writes
     if failed:
         print(f"marked {len(failed)} dead job(s) failed: {', '.join(failed)}", file=sys.stderr)
-    app = create_app(multi_user=multi_user, allowed_hosts=server_names(args.host))
+    # the app is built by uvicorn from the settings (the CLI never imports the server): say them here
+    if multi_user:
+        os.environ["WORKBENCH_AUTH"] = "1"
+    names = [h for h in os.environ.get("WORKBENCH_ALLOWED_HOSTS", "").split(",") if h.strip()]
+    os.environ["WORKBENCH_ALLOWED_HOSTS"] = ",".join(names + server_names(args.host))
     token = local_token()
     url = f"http://{_shown(args.host)}:{args.port}"
     print(f"workbench API on {url} ({'multi-user' if multi_user else 'single-user'}; a bearer token is required)\n"
           f"  curl -H 'Authorization: Bearer {token}' {url}/api/training/jobs\n"
           f"  the token is in {home.token_file(home.home())} (`workbench token` prints it)", file=sys.stderr)
-    # No access log by default: SSE/WebSocket clients may pass ?token=, which must not land in logs.
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log)
+    keeper = None
+    if not args.no_warm:  # one job runner kept waiting with the training stack imported: jobs start at once
+        from .jobs import warm
+
+        keeper = warm.keep()
+    try:
+        # No access log by default: SSE/WebSocket clients may pass ?token=, which must not land in logs.
+        uvicorn.run("workbench.server.app:create_app", factory=True, host=args.host, port=args.port,
+                    log_level=args.log_level, access_log=args.access_log)
+    finally:
+        if keeper is not None:
+            keeper.close()
     return 0
 
 
@@ -260,7 +282,6 @@ def cmd_up(args: argparse.Namespace) -> int:
     import time
 
     from .tinymodel import ensure_tiny_chat
-
     from .users import local_token
 
     print(f"WORKBENCH_HOME={home.home()}")
@@ -367,6 +388,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="several users share this server (always on for a non-loopback address)")
     s.add_argument("--log-level", default="info")
     s.add_argument("--access-log", action="store_true")
+    s.add_argument("--no-warm", action="store_true",
+                   help="keep no warm job runner (one waits by default; WORKBENCH_WARM_RUNNER=0 does the same)")
     s.set_defaults(func=cmd_serve)
 
     up = sub.add_parser("up", help="start the REST server and the Voila web app")

@@ -211,9 +211,10 @@ class ConfigService:
 
     def delete(self, config_id: str, owner: str = LOCAL_USER) -> None:
         self.get(config_id, owner)
-        from .jobs.state import active_jobs_using_config
+        from .job_states import ACTIVE
 
-        if active_jobs_using_config(self.store, config_id):
+        in_use = [j for j in self.store.all("jobs") if j.get("config_id") == config_id and j["status"] in ACTIVE]
+        if in_use:
             raise Conflict(f"config '{config_id}' is used by an active job", field="id")
         self.store.delete(TABLE, config_id)
 

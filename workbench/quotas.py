@@ -19,9 +19,10 @@ from typing import Any
 
 from . import home, settings
 from .errors import QuotaExceeded, TooLarge
+from .job_states import LIVE
 from .store import Store
 
-COUNTED = ("queued", "pending", "running")
+COUNTED = LIVE | {"queued"}  # what holds or waits for a slot
 
 
 def check_active_jobs(store: Store, owner: str) -> None:

@@ -19,8 +19,8 @@ import secrets
 from typing import Any
 
 from . import home
-from .home import read_local_token, token_file
 from .errors import Conflict, InvalidInput, NotFound
+from .home import read_local_token, token_file
 from .records import LOCAL_USER, new_id, now_iso
 from .store import Store, get_store
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from workbench.datasets import SAMPLE_DATASET
+from workbench.testing import scratch_home
 
 pytestmark = pytest.mark.e2e
 CHROMIUM = "/usr/bin/chromium"
@@ -34,35 +35,29 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def voila(tmp_path_factory: pytest.TempPathFactory, tiny_chat_dir: Path) -> Iterator[str]:
-    home = tmp_path_factory.mktemp("e2e-home")
-    port = _free_port()
-    env = {**os.environ, "WORKBENCH_HOME": str(home), "WORKBENCH_TINY_CHAT_CACHE": str(tiny_chat_dir),
-           "HF_HUB_OFFLINE": "1", "WORKBENCH_MAX_CONCURRENT_JOBS": "1"}
-    env.pop("WORKBENCH_REMOTE_URL", None)
-    log = open(home / "voila.log", "wb")
-    # as `workbench up` starts it: behind the local token, read from the home inside the process
-    proc = subprocess.Popen([sys.executable, "-m", "workbench.widgets.serve", str(NOTEBOOK), f"--port={port}",
-                             "--host=127.0.0.1"], env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.3)
-    token = (home / "token").read_text().strip()
-    yield f"http://127.0.0.1:{port}/?token={token}"
-    proc.terminate()
-    proc.wait(timeout=20)
-    os.environ["WORKBENCH_HOME"] = str(home)  # cancel anything left running in that home
-    try:
+    with scratch_home(tmp_path_factory.mktemp("e2e-home"), tiny_chat=tiny_chat_dir,
+                      env={"WORKBENCH_MAX_CONCURRENT_JOBS": "1", "WORKBENCH_REMOTE_URL": None}) as home:
+        port = _free_port()
+        log = open(home / "voila.log", "wb")
+        # as `workbench up` starts it: behind the local token, read from the home inside the process
+        proc = subprocess.Popen([sys.executable, "-m", "workbench.widgets.serve", str(NOTEBOOK), f"--port={port}",
+                                 "--host=127.0.0.1"], env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.3)
+        token = (home / "token").read_text().strip()
+        yield f"http://127.0.0.1:{port}/?token={token}"
+        proc.terminate()
+        proc.wait(timeout=20)
         from workbench.jobs.service import JobService
 
-        for job in JobService().list():
+        for job in JobService().list():  # cancel anything left running in that home
             if job["status"] not in ("completed", "failed", "cancelled"):
                 JobService().cancel(job["id"], grace=1)
-    finally:
-        del os.environ["WORKBENCH_HOME"]
 
 
 def test_the_app_is_closed_without_the_token(voila: str) -> None:

@@ -10,26 +10,21 @@ from typing import Any
 import pytest
 
 from workbench.jobs.service import JobService
+from workbench.testing import as_overrides, fast, scratch_home
 
-FAST = ["training.torch_threads=1", "training.per_device_train_batch_size=4", "training.logging_steps=5",
-        "training.save_steps=10", "training.eval_steps=10", "training.learning_rate=1e-3",
-        "training.max_seq_length=256", "training.save_total_limit=1"]
+# KEY=VALUE overrides; every test adds its own training.max_steps
+FAST = as_overrides(fast(training={"max_steps": None, "save_steps": 10, "eval_steps": 10, "save_total_limit": 1}))
 
 
 @pytest.fixture(scope="module")
 def job_home(tmp_path_factory: pytest.TempPathFactory, tiny_chat_dir: Path) -> Iterator[Path]:
-    mp = pytest.MonkeyPatch()
-    home = tmp_path_factory.mktemp("home")
-    mp.setenv("WORKBENCH_HOME", str(home))
-    mp.setenv("WORKBENCH_TINY_CHAT_CACHE", str(tiny_chat_dir))
-    mp.setenv("WORKBENCH_MAX_CONCURRENT_JOBS", "2")
-    mp.setenv("HF_HUB_OFFLINE", "1")
-    yield home
-    svc = JobService()
-    for job in svc.list():  # never leave a job process behind
-        if job["status"] not in ("completed", "failed", "cancelled"):
-            svc.cancel(job["id"], grace=1)
-    mp.undo()
+    with scratch_home(tmp_path_factory.mktemp("home"), tiny_chat=tiny_chat_dir,
+                      env={"WORKBENCH_MAX_CONCURRENT_JOBS": "2"}) as home:
+        yield home
+        svc = JobService()
+        for job in svc.list():  # never leave a job process behind
+            if job["status"] not in ("completed", "failed", "cancelled"):
+                svc.cancel(job["id"], grace=1)
 
 
 @pytest.fixture(scope="module")

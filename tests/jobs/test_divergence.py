@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from workbench import home
-from workbench.jobs import history, progress
+from workbench.jobfiles import events as event_log, layout
 from workbench.jobs.service import JobService
 from workbench.jobs.watch import watch
 
@@ -39,8 +39,8 @@ def test_a_diverging_loss_is_reported_and_fails_the_job_and_the_queue_moves_on(j
     # every line of metrics.jsonl (and of history.jsonl) is valid JSON for orjson
     lines = (jd / "metrics.jsonl").read_bytes().splitlines()
     events = [orjson.loads(line) for line in lines]
-    rows = [orjson.loads(line) for line in (jd / history.HISTORY).read_bytes().splitlines()]
-    assert events == list(progress.iter_events(jd / "metrics.jsonl")) == svc.metrics(bad["id"])
+    rows = [orjson.loads(line) for line in (jd / layout.ROWS).read_bytes().splitlines()]
+    assert events == list(event_log.iter_events(jd / "metrics.jsonl")) == svc.metrics(bad["id"])
 
     train = [e for e in events if e["type"] == "train"]
     last = train[-1]

@@ -17,7 +17,7 @@ import pytest
 
 from workbench import home
 from workbench.errors import Conflict, InvalidInput
-from workbench.jobs import history
+from workbench.jobfiles import layout, rows as step_rows
 from workbench.jobs.executor import pid_alive
 from workbench.jobs.service import JobService
 
@@ -67,8 +67,8 @@ def test_pause_and_resume_give_the_same_curve_as_an_uninterrupted_run(job_home, 
     spec = json.loads((jd / "job.json").read_text())
     assert len(spec["dataset"]["sha256"]) == 64 and spec["versions"]["torch"] and spec["seed"] == 42
     for jid in (straight["id"], paused["id"]):  # the history file the job wrote is the fold of its log
-        written = [json.loads(line) for line in (home.job_dir(jid) / history.HISTORY).read_text().splitlines()]
-        assert written == history.fold_rows(svc.metrics(jid), jid) and [r["step"] for r in written][-1] == 30
+        written = [json.loads(line) for line in (home.job_dir(jid) / layout.ROWS).read_text().splitlines()]
+        assert written == step_rows.fold_rows(svc.metrics(jid), jid) and [r["step"] for r in written][-1] == 30
     final = svc.status(paused["id"])
     assert final["progress"] == 100 and final["total_steps"] == 30 and final["best_eval_loss"] is not None
     with pytest.raises(Conflict):

@@ -17,15 +17,15 @@ import orjson
 import pytest
 
 from workbench import home as wb_home
-from workbench.jobs import history, progress
+from workbench.jobfiles import events as event_log, layout, rows as step_rows, summary as summaries
 from workbench.jobs.state import TABLE
 from workbench.jobs.status import build_status
 from workbench.jobs.watch import watch
 from workbench.records import LOCAL_USER, now_iso
 from workbench.store import get_store
-from workbench.training.callbacks import append_event
+from workbench.jobfiles.events import append_event
 
-from server.conftest import IdleExecutor  # tests/ is on sys.path: its folders are packages
+from workbench.testing import IdleExecutor
 
 JOB = "job-0123456789"
 
@@ -74,50 +74,50 @@ def test_writers_emit_valid_json_with_a_nonfinite_marker(tmp_path: Path) -> None
     assert first["nonfinite"] == ["grad_norm", "loss", "rss_gb"]
     assert second["loss"] == 1.5 and "nonfinite" not in second
 
-    s = progress.empty_summary()
+    s = summaries.empty_summary()
     s["latest"] = {"loss": float("nan")}
     s["losses"] = [1.0, float("inf")]
-    progress.save_summary(tmp_path, s)
-    saved = orjson.loads(progress.summary_path(tmp_path).read_bytes())
+    summaries.save_summary(tmp_path, s)
+    saved = orjson.loads(summaries.summary_path(tmp_path).read_bytes())
     assert saved["latest"] == {"loss": None} and saved["losses"] == [1.0, None]
 
     other = tmp_path / "job-b"
     other.mkdir()
-    writer = history.HistoryWriter(other)
+    writer = step_rows.RowWriter(other)
     writer.add(train(5, float("nan")))  # a raw event, as a caller that skipped finite_event would pass it
     writer.flush()
-    [row] = [orjson.loads(line) for line in (other / history.HISTORY).read_bytes().splitlines()]
+    [row] = [orjson.loads(line) for line in (other / layout.ROWS).read_bytes().splitlines()]
     assert row["step"] == 5 and row["train_loss"] is None
 
 
 def test_a_corrupt_line_is_skipped_by_every_reader(job_dir: Path) -> None:
-    events = list(progress.iter_events(job_dir / "metrics.jsonl"))
+    events = list(event_log.iter_events(job_dir / "metrics.jsonl"))
     assert [(e["type"], e.get("step")) for e in events] == [("status", None), ("train", 5), ("train", 7),
                                                              ("train", 10), ("eval", 10)]
     old_nan = events[2]
     assert old_nan["loss"] is None and old_nan["nonfinite"] == ["loss"]  # the legacy NaN line, made finite
     assert events[4]["eval_loss"] is None and events[4]["nonfinite"] == ["eval_loss", "eval_perplexity"]
-    assert [e["step"] for e in progress.iter_events(job_dir / "metrics.jsonl", {"train"})] == [5, 7, 10]
+    assert [e["step"] for e in event_log.iter_events(job_dir / "metrics.jsonl", {"train"})] == [5, 7, 10]
 
-    summary = progress.load_summary(job_dir)  # no summary.json: a replay of the log
-    assert summary == progress.rebuild(job_dir)
+    summary = summaries.load_summary(job_dir)  # no summary.json: a replay of the log
+    assert summary == summaries.rebuild(job_dir)
     assert summary["points"] == 3 and summary["latest"]["step"] == 10 and summary["eval_loss"] is None
     assert summary["best_eval_loss"] is None and summary["evals"] == []
     assert summary["diverged"]["step"] == 7 and summary["diverged"]["metric"] == "loss"
     (job_dir / "summary.json").write_text('{"points": 3, "latest": {"loss": NaN')  # torn
-    assert progress.load_summary(job_dir) == summary
+    assert summaries.load_summary(job_dir) == summary
 
-    rows = history.tail_rows(job_dir / "metrics.jsonl", None, JOB)
+    rows = step_rows.tail_rows(job_dir / "metrics.jsonl", None, JOB)
     assert [(r["step"], r["train_loss"], r["eval_loss"]) for r in rows] == [(5, 2.5, None), (7, None, None),
                                                                            (10, 2.0, None)]
-    assert history.tail_rows(job_dir / "metrics.jsonl", 7, JOB) == rows[2:]
-    writer = history.HistoryWriter(job_dir, JOB)  # rebuilds history.jsonl from the log
-    hist = job_dir / history.HISTORY
-    assert [orjson.loads(line) for line in hist.read_bytes().splitlines()] == history.fold_rows(events, JOB)
+    assert step_rows.tail_rows(job_dir / "metrics.jsonl", 7, JOB) == rows[2:]
+    writer = step_rows.RowWriter(job_dir, JOB)  # rebuilds history.jsonl from the log
+    hist = job_dir / layout.ROWS
+    assert [orjson.loads(line) for line in hist.read_bytes().splitlines()] == step_rows.fold_rows(events, JOB)
     assert writer.last == 10
     with open(hist, "ab") as fh:
         fh.write(b'{"id": "job-0123456789-11", "step": 1')  # a torn last row
-    assert history.last_step(hist) == 10
+    assert step_rows.last_step(hist) == 10
 
     st = build_status(get_store().get(TABLE, JOB))
     assert st["diverged"] is True and st["diverged_at_step"] == 7

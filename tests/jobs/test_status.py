@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import math
 import os
 import time
 
 from workbench import home
-from workbench.jobs import progress
+from workbench.jobfiles import summary as summaries
 from workbench.jobs.status import build_status
 from workbench.records import now_iso
 
@@ -76,10 +78,20 @@ def test_the_summary_file_and_a_full_replay_agree(home) -> None:
     events = [_train(s, 3.0 - s / 10, f"2026-01-01T00:00:{s:02d}Z") for s in range(1, 20)]
     _write(events)
     jd = home / "jobs" / "job-abc"
-    incremental = progress.empty_summary()
+    incremental = summaries.empty_summary()
     for ev in events:
-        progress.fold(incremental, ev)
-    assert incremental == progress.rebuild(jd)
-    progress.save_summary(jd, incremental)
+        summaries.fold(incremental, ev)
+    assert incremental == summaries.rebuild(jd)
+    summaries.save_summary(jd, incremental)
     assert build_status(_job())["loss"] == events[-1]["loss"]
-    assert progress.loss_trend(incremental) == "improving"
+    assert summaries.loss_trend(incremental) == "improving"
+
+
+@pytest.mark.parametrize("state, expected", [
+    ("queued", ["cancel"]), ("pending", ["pause", "cancel"]), ("running", ["pause", "cancel"]),
+    ("paused", ["resume", "cancel"]), ("completed", []), ("failed", []), ("cancelled", []),
+])
+def test_the_status_says_which_actions_apply(state: str, expected: list[str]) -> None:
+    from workbench.job_states import STATUSES, actions
+
+    assert state in STATUSES and actions(state) == expected

@@ -13,20 +13,15 @@ Every test runs with ``WORKBENCH_HOME`` pointing at that session home.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-FAST = {"training": {"max_steps": 20, "logging_steps": 5, "save_steps": 10, "eval_steps": 10,
-                     "torch_threads": 1, "per_device_train_batch_size": 4, "max_seq_length": 256,
-                     "learning_rate": 1e-3, "save_total_limit": 5}}
+from workbench.testing import fast, scratch_home
 
-
-def _env(mp: pytest.MonkeyPatch, home: Path, tiny: Path) -> None:
-    mp.setenv("WORKBENCH_HOME", str(home))
-    mp.setenv("WORKBENCH_TINY_CHAT_CACHE", str(tiny))
-    mp.setenv("HF_HUB_OFFLINE", "1")
+FAST = fast(training={"max_steps": 20, "save_steps": 10, "eval_steps": 10, "save_total_limit": 5})
 
 
 def run_real_job(dataset_id: str, config: str, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -48,24 +43,22 @@ def results_env(tmp_path_factory: pytest.TempPathFactory, tiny_chat_dir: Path) -
     from workbench.datasets import DatasetService
 
     torch.set_num_threads(1)
-    tiny = tiny_chat_dir
     home = tmp_path_factory.mktemp("results-home")
-    mp = pytest.MonkeyPatch()
-    _env(mp, home, tiny)
-    try:
+    # the environment is set per test (below), never left behind for other test folders
+    with scratch_home(home, tiny_chat=tiny_chat_dir):
         datasets = DatasetService()
         sample = datasets.register_sample()
         held_out = datasets.split(sample["id"], eval_fraction=0.1, seed=42)["eval"]
         lora = run_real_job(sample["id"], "lora", {})
         full = run_real_job(sample["id"], "full", {"training": {"max_steps": 10, "learning_rate": 1e-4}})
-    finally:
-        mp.undo()  # the environment is set per test (below), never left behind for other test folders
-    return {"home": home, "tiny": tiny, "sample": sample, "eval_set": held_out, "lora_job": lora, "full_job": full}
+    return {"home": home, "tiny": tiny_chat_dir, "sample": sample, "eval_set": held_out, "lora_job": lora,
+            "full_job": full}
 
 
 @pytest.fixture(autouse=True)
-def _results_home(results_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    _env(monkeypatch, results_env["home"], results_env["tiny"])
+def _results_home(results_env: dict[str, Any]) -> Iterator[None]:
+    with scratch_home(results_env["home"], tiny_chat=results_env["tiny"]):
+        yield
 
 
 @pytest.fixture

@@ -17,12 +17,13 @@ import pytest
 
 from workbench import home
 from workbench.errors import InvalidInput, NotFound
-from workbench.jobs import progress
+from workbench.jobfiles import events as event_log
 from workbench.jobs.service import JobService
 from workbench.jobs.state import TABLE
 from workbench.records import new_id
 from workbench.results import analytics
-from workbench.results.analytics import compare, efficiency_score, format_duration, job_analytics, scan_metrics, summary
+from workbench.jobs.status import fmt_duration
+from workbench.results.analytics import compare, efficiency_score, job_analytics, scan_metrics, summary
 from workbench.store import get_store
 
 Event = dict[str, Any]
@@ -36,7 +37,7 @@ def clone(lora_job) -> Callable[..., dict[str, Any]]:
         job_id = new_id("job")
         src, dst = home.job_dir(lora_job["id"]), home.job_dir(job_id)
         shutil.copytree(src, dst)
-        events = [edit(dict(e)) for e in progress.iter_events(src / "metrics.jsonl")]
+        events = [edit(dict(e)) for e in event_log.iter_events(src / "metrics.jsonl")]
         (dst / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
         (dst / "summary.json").unlink(missing_ok=True)
         record = {**get_store().get(TABLE, lora_job["id"]), "id": job_id, **fields}
@@ -102,9 +103,9 @@ def test_efficiency_score_bounds() -> None:
 
 
 def test_format_duration_matches_the_reference() -> None:
-    assert format_duration(3600) == "1h 0m 0s"
-    assert format_duration(3725.4) == "1h 2m 5s"
-    assert format_duration(59) == "0h 0m 59s"
+    assert fmt_duration(3600, full=True) == "1h 0m 0s"
+    assert fmt_duration(3725.4, full=True) == "1h 2m 5s"
+    assert fmt_duration(59, full=True) == "0h 0m 59s"
 
 
 def test_iteration_time_leaves_out_evaluation_saving_and_the_gap_between_runs(tmp_path: Path) -> None:
@@ -131,9 +132,9 @@ def test_iteration_time_leaves_out_evaluation_saving_and_the_gap_between_runs(tm
 
 def test_analytics_read_the_metrics_file_once_and_reuse_it_while_it_is_unchanged(lora_job, monkeypatch) -> None:
     reads: list[Path] = []
-    real = progress.iter_events
-    monkeypatch.setattr(progress, "iter_events", lambda path, types=None: reads.append(path) or real(path, types))
-    analytics._CACHE.clear()
+    real = event_log.iter_events
+    monkeypatch.setattr(event_log, "iter_events", lambda path, types=None: reads.append(path) or real(path, types))
+    analytics._SCANS.items.clear()
 
     first = job_analytics(lora_job["id"])
     assert len(reads) == 1

@@ -19,41 +19,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from workbench.testing import IdleExecutor
 from starlette.testclient import TestClient
 
 from workbench.datasets import SAMPLE_DATASET
 from workbench.server.app import create_app
+from workbench.testing import scratch_home
 
-FAST = {"training": {"max_steps": 10, "logging_steps": 5, "save_steps": 5, "torch_threads": 1,
-                     "per_device_train_batch_size": 4, "max_seq_length": 256, "learning_rate": 1e-3}}
-
-
-class IdleExecutor:
-    """Accepts every launch and runs nothing: a started job stays ``pending`` (launching)."""
-
-    def launch(self, job: dict[str, Any]) -> dict[str, Any]:
-        return {}
-
-    def is_alive(self, job: dict[str, Any]) -> bool:
-        return False
-
-    def stop(self, job: dict[str, Any], grace: float = 5.0) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")
 def server_home(tmp_path_factory: pytest.TempPathFactory, tiny_chat_dir: Path) -> Iterator[Path]:
-    """A fresh home for the module (tiny-chat copied from the session's build when a job needs it)."""
-    mp = pytest.MonkeyPatch()
-    home = tmp_path_factory.mktemp("server-home")
-    mp.setenv("WORKBENCH_HOME", str(home))
-    mp.setenv("WORKBENCH_TINY_CHAT_CACHE", str(tiny_chat_dir))
-    mp.setenv("HF_HUB_OFFLINE", "1")
-    mp.setenv("WORKBENCH_MAX_CONCURRENT_JOBS", "8")  # idle (pending) jobs never block a later one
-    for name in ("WORKBENCH_AUTH", "WORKBENCH_MAX_UPLOAD_MB"):
-        mp.delenv(name, raising=False)
-    yield home
-    mp.undo()
+    """A fresh home for the module (tiny-chat copied from the session's build when a job needs it);
+    idle (pending) jobs never block a later one."""
+    with scratch_home(tmp_path_factory.mktemp("server-home"), tiny_chat=tiny_chat_dir, env={
+            "WORKBENCH_MAX_CONCURRENT_JOBS": "8", "WORKBENCH_AUTH": None, "WORKBENCH_MAX_UPLOAD_MB": None}) as home:
+        yield home
 
 
 @pytest.fixture(scope="module")

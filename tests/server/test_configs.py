@@ -8,8 +8,9 @@ from typing import Any
 from starlette.testclient import TestClient
 
 from workbench.server.routes.configs import ConfigEnvelope, ConfigList
+from workbench.testing import FAST
 
-from .conftest import FAST, chat_lines, state_fingerprint, upload
+from .conftest import chat_lines, state_fingerprint, upload
 
 
 JSON = {"Content-Type": "application/json"}

@@ -17,8 +17,9 @@ import pytest
 from starlette.testclient import TestClient
 
 from workbench.server.app import create_app
+from workbench.testing import FAST
 
-from .conftest import FAST, IdleExecutor, bearer, chat_lines, multipart, state_fingerprint, upload
+from .conftest import IdleExecutor, bearer, chat_lines, multipart, state_fingerprint, upload
 
 ROUNDS = 14
 HOSTILE = ["", " ", "0", "-1", "null", "true", "job-0000000000", "..", "../../store.json", "%2e%2e%2f", "a/b",

@@ -24,8 +24,9 @@ from workbench.records import now_iso
 from workbench.server.app import create_app
 from workbench.server.routes import live
 from workbench.server.routes.jobs import ControlResponse, ExecuteResponse
+from workbench.testing import FAST
 
-from .conftest import FAST, IdleExecutor, chat_lines, local_headers, state_fingerprint, upload
+from .conftest import IdleExecutor, chat_lines, local_headers, state_fingerprint, upload
 
 
 @pytest.fixture(scope="module")

@@ -29,8 +29,9 @@ from workbench.server.routes.jobs import (
     StartResponse,
 )
 from workbench.server.routes.results import ValidationResult
+from workbench.testing import FAST
 
-from .conftest import FAST, IdleExecutor, bearer, upload
+from .conftest import IdleExecutor, bearer, upload
 
 
 @pytest.fixture(scope="module")

@@ -10,42 +10,19 @@ pass, and later requests with the file unchanged come from memory. Both give the
 from __future__ import annotations
 
 import json
-import math
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
 from workbench import home
-from workbench.jobs import history
+from workbench.jobfiles import layout, rows as step_rows
+from workbench.testing import write_synthetic_history
 
 from .conftest import chat_lines, upload
 
 POINTS = 100_000
-
-
-def write_history(path: Path, points: int, start: int = 1, writer: history.HistoryWriter | None = None) -> None:
-    def emit(fh: Any, ev: dict[str, Any]) -> None:
-        fh.write(json.dumps(ev) + "\n")
-        if writer:
-            fh.flush()
-            writer.add(ev)
-
-    with path.open("a") as fh:
-        for step in range(start, start + points):
-            loss = 0.4 + 4.6 * math.exp(-step / (points / 5))
-            emit(fh, {
-                "type": "train", "step": step, "epoch": round(step / points, 5), "total_steps": points,
-                "loss": round(loss, 4), "learning_rate": 2e-4, "grad_norm": 0.8, "train_perplexity": 2.0,
-                "samples_per_second": 12.5, "tokens_per_second": 1600.0, "trained_tokens_per_second": 700.0,
-                "rss_gb": 1.2, "gpu_memory_allocated_gb": None, "gpu_memory_reserved_gb": None,
-                "gpu_utilization_percent": None, "timestamp": "2026-01-01T00:00:00.000Z"})
-            if step % 100 == 0:
-                emit(fh, {"type": "eval", "step": step, "epoch": round(step / points, 5),
-                          "eval_loss": round(loss * 1.05, 4), "eval_perplexity": 3.0,
-                          "timestamp": "2026-01-01T00:00:00.000Z"})
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +30,7 @@ def long_job(local: TestClient) -> str:
     ds = upload(local, chat_lines(4)).json()["dataset"]
     job_id = local.post("/api/training/start", json={"model": "tiny-chat", "dataset": ds["id"]}).json()["job_id"]
     jd = home.job_dir(job_id)
-    write_history(jd / "metrics.jsonl", POINTS, writer=history.HistoryWriter(jd))  # the last row still pending
+    write_synthetic_history(jd / "metrics.jsonl", POINTS, writer=step_rows.RowWriter(jd))  # the last row still pending
     return job_id
 
 
@@ -82,12 +59,12 @@ def test_the_history_file_and_a_fold_of_the_log_give_the_same_answer(local: Test
     url = f"/api/training/local/{long_job}/metrics"
     jd = home.job_dir(long_job)
     written = local.get(url).content
-    assert (jd / history.HISTORY).stat().st_size > 0
-    (jd / history.HISTORY).rename(jd / "history.moved")
+    assert (jd / layout.ROWS).stat().st_size > 0
+    (jd / layout.ROWS).rename(jd / "history.moved")
     try:
         folded = local.get(url).content
     finally:
-        (jd / "history.moved").rename(jd / history.HISTORY)
+        (jd / "history.moved").rename(jd / layout.ROWS)
     assert written == folded and json.loads(written)["metrics"][-1]["step"] == POINTS
 
 
@@ -95,7 +72,7 @@ def test_a_growing_history_is_never_served_stale(local: TestClient, long_job: st
     url = f"/api/training/metrics/{long_job}"
     first = local.get(url).json()
     path = home.job_dir(long_job) / "metrics.jsonl"
-    write_history(path, 3, start=POINTS + 1)
+    write_synthetic_history(path, 3, start=POINTS + 1)
     with path.open("a") as fh:
         fh.write('{"type": "train", "step": 999999, "lo')  # a line being written right now
     after = local.get(url).json()
@@ -140,7 +117,7 @@ def test_a_job_writing_its_history_is_served_the_fold_after_every_event(local: T
     ds = upload(local, chat_lines(4)).json()["dataset"]
     job_id = local.post("/api/training/start", json={"model": "tiny-chat", "dataset": ds["id"]}).json()["job_id"]
     jd = home.job_dir(job_id)
-    writer, events = history.HistoryWriter(jd), []
+    writer, events = step_rows.RowWriter(jd), []
     url = f"/api/training/local/{job_id}/metrics"
     script = [("train", 5, 3.0), ("eval", 5, 2.9), ("train", 10, 2.0), ("train", 15, 1.8), ("eval", 15, 1.7),
               ("train", 20, 1.5), ("train", 10, 1.9), ("eval", 12, 1.6), ("train", 25, 1.2), ("train", 30, 1.1)]
@@ -150,7 +127,7 @@ def test_a_job_writing_its_history_is_served_the_fold_after_every_event(local: T
             fh.write(json.dumps(ev) + "\n")
         writer.add(ev)
         events.append(ev)
-        assert local.get(url).json()["metrics"] == history.fold_rows(events, job_id)
+        assert local.get(url).json()["metrics"] == step_rows.fold_rows(events, job_id)
     writer.flush()
-    assert local.get(url).json()["metrics"] == history.fold_rows(events, job_id)
-    assert [r["step"] for r in history.fold_rows(events, job_id)] == [5, 10, 12, 15, 20, 25, 30]
+    assert local.get(url).json()["metrics"] == step_rows.fold_rows(events, job_id)
+    assert [r["step"] for r in step_rows.fold_rows(events, job_id)] == [5, 10, 12, 15, 20, 25, 30]

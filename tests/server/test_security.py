@@ -17,8 +17,9 @@ import pytest
 from starlette.testclient import TestClient, WebSocketDenialResponse
 
 from workbench.server.app import create_app
+from workbench.testing import FAST, TrainedJob, copy_job
 
-from .conftest import FAST, IdleExecutor, bearer, chat_lines, upload
+from .conftest import IdleExecutor, bearer, chat_lines, upload
 
 EVIL = {"Host": "evil.example", "Origin": "http://evil.example"}
 
@@ -136,15 +137,12 @@ def test_a_huge_id_is_a_422_never_a_500(alice: TestClient) -> None:
 # --- download links --------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def finished_job(server_home: Path, users: dict[str, str]) -> Iterator[tuple[TestClient, str]]:
-    from workbench.jobs.executor import InProcessExecutor
-
-    app = create_app(multi_user=True, executor=InProcessExecutor())
-    with TestClient(app, headers=bearer(users["alice"])) as client:
-        ds = upload(client, chat_lines(16)).json()["dataset"]
-        r = client.post("/api/training/start", json={"model": "tiny-chat", "dataset": ds["id"], "config": FAST})
-        assert r.status_code == 200, r.text
-        yield client, r.json()["job_id"]
+def finished_job(server_home: Path, users: dict[str, str],
+                 finished_lora_job_source: TrainedJob) -> Iterator[tuple[TestClient, str]]:
+    """A finished job of alice's (checkpoints at 5 and 10): the session's one, copied into this home."""
+    job = copy_job(finished_lora_job_source, owner=users["alice_id"])
+    with TestClient(create_app(multi_user=True, executor=IdleExecutor()), headers=bearer(users["alice"])) as client:
+        yield client, job["id"]
 
 
 def test_a_signed_link_downloads_without_a_token_for_a_short_while(finished_job: tuple[TestClient, str],

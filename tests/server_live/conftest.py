@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from workbench.client import TrainingClient
+from workbench.testing import scratch_home
 
 
 @dataclass
@@ -30,14 +31,9 @@ class LiveServer:
 
 @pytest.fixture(scope="package")
 def live_home(tmp_path_factory: pytest.TempPathFactory, tiny_chat_dir: Path) -> Iterator[Path]:
-    mp = pytest.MonkeyPatch()
-    home = tmp_path_factory.mktemp("live-home")
-    mp.setenv("WORKBENCH_HOME", str(home))
-    mp.setenv("WORKBENCH_TINY_CHAT_CACHE", str(tiny_chat_dir))
-    mp.setenv("WORKBENCH_MAX_CONCURRENT_JOBS", "2")
-    mp.setenv("HF_HUB_OFFLINE", "1")
-    yield home
-    mp.undo()
+    with scratch_home(tmp_path_factory.mktemp("live-home"), tiny_chat=tiny_chat_dir,
+                      env={"WORKBENCH_MAX_CONCURRENT_JOBS": "2"}) as home:
+        yield home
 
 
 def _serve(app: object) -> tuple[object, threading.Thread, int]:
@@ -63,7 +59,8 @@ def _serve(app: object) -> tuple[object, threading.Thread, int]:
 @pytest.fixture(scope="package")
 def live_server(live_home: Path) -> Iterator[LiveServer]:
     from workbench.jobs.service import JobService
-    from workbench.jobs.state import FINAL, TABLE
+    from workbench.job_states import FINAL
+    from workbench.jobs.state import TABLE
 
     from workbench.server.app import create_app
 

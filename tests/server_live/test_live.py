@@ -24,11 +24,10 @@ import pytest
 
 from workbench.client import FINAL_STATES, APIError, TrainingClient, filename_from_disposition, parse_sse
 from workbench.datasets import SAMPLE_DATASET
+from workbench.testing import FAST
 
 from .conftest import LiveServer
 
-FAST = {"training": {"max_steps": 10, "logging_steps": 5, "save_steps": 5, "torch_threads": 1,
-                     "per_device_train_batch_size": 4, "max_seq_length": 256, "learning_rate": 1e-3}}
 JOB_TIMEOUT = 240
 
 

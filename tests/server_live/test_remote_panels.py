@@ -33,3 +33,14 @@ def test_training_monitor_follows_a_job_through_the_server(live_server: LiveServ
     best = backend.checkpoints(flow["job_id"])["best_checkpoint"]
     assert "wb-best-checkpoint" in monitor.checkpoints_html.value and best in monitor.checkpoints_html.value
     assert f"/api/training/{flow['job_id']}/download/model?checkpoint=" in monitor.checkpoints_html.value
+
+
+def test_both_backends_read_the_same_rows(live_server: LiveServer, alice: tuple[dict, str],
+                                          flow: dict[str, Any]) -> None:  # noqa: F811
+    """One reader of step rows: the remote backend gets exactly what the core gives in process."""
+    from workbench.jobs.service import JobService
+
+    remote = RemoteBackend(live_server.base_url, token=alice[1]).rows(flow["job_id"])
+    local = JobService().rows(flow["job_id"], owner=alice[0]["id"])
+    assert remote == local and [r["step"] for r in local] == [5, 10]
+    assert all(r["train_loss"] is not None for r in local) and any(r["eval_loss"] is not None for r in local)

@@ -1,20 +1,13 @@
-"""Shared set-up for panel tests: a home for real jobs trained in this process."""
+"""Shared set-up for panel tests: real jobs trained in this process (or copied from the session's one)."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import copy
 from typing import Any
 
-import pytest
+from workbench.testing import FINISHED_LORA
 
-FAST = {"training": {"max_steps": 10, "logging_steps": 5, "save_steps": 5, "eval_steps": 5, "torch_threads": 1,
-                     "per_device_train_batch_size": 4, "max_seq_length": 256, "learning_rate": 1e-3}}
-
-
-def use_home(mp: pytest.MonkeyPatch, home: Path, tiny: Path) -> None:
-    mp.setenv("WORKBENCH_HOME", str(home))
-    mp.setenv("WORKBENCH_TINY_CHAT_CACHE", str(tiny))
-    mp.setenv("HF_HUB_OFFLINE", "1")
+FAST = copy.deepcopy(FINISHED_LORA)  # 10 steps, an eval and a checkpoint every 5: the session's shared job
 
 
 def in_process_backend() -> Any:

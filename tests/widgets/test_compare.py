@@ -3,40 +3,42 @@ a real LocalBackend."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .conftest import FAST, in_process_backend, use_home
+from workbench.testing import TrainedJob, copy_job, scratch_home
+
+from .conftest import FAST, in_process_backend
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory, tiny_chat_dir: Path) -> dict[str, Any]:
-    """Two finished 10-step jobs with different learning rates, so the metrics differ."""
+def env(tmp_path_factory: pytest.TempPathFactory, tiny_chat_dir: Path,
+        finished_lora_job_source: TrainedJob) -> dict[str, Any]:
+    """Two finished 10-step jobs with different learning rates, so the metrics differ: the session's
+    (1e-3), copied, and one trained here (1e-4)."""
     import torch
 
     from workbench.configs import deep_merge
 
     torch.set_num_threads(1)
     home = tmp_path_factory.mktemp("compare-home")
-    mp = pytest.MonkeyPatch()
-    use_home(mp, home, tiny_chat_dir)
-    try:
+    with scratch_home(home, tiny_chat=tiny_chat_dir):
         backend = in_process_backend()
         sample = backend.register_sample()
-        jobs = [backend.jobs.start("tiny-chat", sample["id"], "lora",
-                                   overrides=deep_merge(FAST, {"training": {"learning_rate": lr}}))
-                for lr in (1e-3, 1e-4)]
+        jobs = [copy_job(finished_lora_job_source),  # FAST as it is: learning rate 1e-3
+                backend.jobs.start("tiny-chat", sample["id"], "lora",
+                                   overrides=deep_merge(FAST, {"training": {"learning_rate": 1e-4}}))]
         assert all(j["status"] == "completed" for j in jobs), jobs
-    finally:
-        mp.undo()
     return {"home": home, "tiny": tiny_chat_dir, "jobs": jobs}
 
 
 @pytest.fixture(autouse=True)
-def _home(env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    use_home(monkeypatch, env["home"], env["tiny"])
+def _home(env: dict[str, Any]) -> Iterator[None]:
+    with scratch_home(env["home"], tiny_chat=env["tiny"]):
+        yield
 
 
 @pytest.fixture
@@ -74,7 +76,7 @@ def test_compare_overlays_one_loss_line_per_job_and_marks_the_winners(backend: A
     assert all(mark.display_legend for mark in p.chart.marks)
     assert len({id(mark.scales["y"]) for mark in p.chart.marks}) == 1
     for job_id, mark in zip(ids, p.chart.marks):
-        train = [e for e in backend.metrics(job_id) if e["type"] == "train"]
+        train = [e for e in backend.jobs.metrics(job_id) if e["type"] == "train"]
         assert list(mark.x) == [e["step"] for e in train]
         assert len(mark.y) == len(train)
 

@@ -12,33 +12,32 @@ from typing import Any
 
 import pytest
 
-from .conftest import FAST, in_process_backend, use_home
+from workbench.testing import TrainedJob, copy_job, scratch_home
+
+from .conftest import FAST, in_process_backend
 
 ALL_STATES = ["queued", "pending", "running", "paused", "completed", "failed", "cancelled"]
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory, tiny_chat_dir: Path) -> dict[str, Any]:
-    """One home with the sample dataset and one finished 10-step LoRA job (checkpoints at 5 and 10)."""
+def env(tmp_path_factory: pytest.TempPathFactory, tiny_chat_dir: Path,
+        finished_lora_job_source: TrainedJob) -> dict[str, Any]:
+    """One home with the sample dataset and one finished 10-step LoRA job (checkpoints at 5 and 10),
+    a copy of the session's."""
     import torch
 
     torch.set_num_threads(1)
     home = tmp_path_factory.mktemp("monitor-home")
-    mp = pytest.MonkeyPatch()
-    use_home(mp, home, tiny_chat_dir)
-    try:
-        backend = in_process_backend()
-        sample = backend.register_sample()
-        job = backend.jobs.start("tiny-chat", sample["id"], "lora", overrides=FAST)
-        assert job["status"] == "completed", job
-    finally:
-        mp.undo()
+    with scratch_home(home, tiny_chat=tiny_chat_dir):
+        sample = in_process_backend().register_sample()
+        job = copy_job(finished_lora_job_source)
     return {"home": home, "tiny": tiny_chat_dir, "sample": sample, "job": job}
 
 
 @pytest.fixture(autouse=True)
-def _home(env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    use_home(monkeypatch, env["home"], env["tiny"])
+def _home(env: dict[str, Any]) -> Iterator[None]:
+    with scratch_home(env["home"], tiny_chat=env["tiny"]):
+        yield
 
 
 @pytest.fixture
@@ -106,8 +105,8 @@ def test_following_a_completed_job_fills_charts_progress_status_and_checkpoints(
     m.job_picker.value = job_id  # picking a job follows it
 
     assert m.job_id == job_id
-    train = [e for e in backend.metrics(job_id) if e["type"] == "train"]
-    evals = [e for e in backend.metrics(job_id) if e["type"] == "eval"]
+    train = [e for e in backend.jobs.metrics(job_id) if e["type"] == "train"]
+    evals = [e for e in backend.jobs.metrics(job_id) if e["type"] == "eval"]
     assert train and evals
     assert list(m._loss_line.x) == [e["step"] for e in train]
     assert list(m._loss_line.y) == pytest.approx([e["loss"] for e in train])
@@ -198,7 +197,7 @@ def test_stale_warning_and_error_are_shown(backend: Any) -> None:
 # ---------------------------------------------------------------------------- the live events thread
 
 class StreamBackend:
-    """A LocalBackend whose job is "running" while a scripted event stream plays."""
+    """A LocalBackend whose job is "running" while a scripted event stream plays after ``history`` (rows)."""
 
     def __init__(self, inner: Any, history: list[dict[str, Any]], stream: Iterator[dict[str, Any]]):
         self.inner, self.history, self.stream = inner, history, stream
@@ -210,9 +209,11 @@ class StreamBackend:
 
     def status(self, job_id: str) -> dict[str, Any]:
         self.calls["status"] += 1
-        return {**self.inner.status(job_id), "status": self.state}
+        from workbench.job_states import actions
 
-    def metrics(self, job_id: str) -> list[dict[str, Any]]:
+        return {**self.inner.status(job_id), "status": self.state, "actions": actions(self.state)}
+
+    def rows(self, job_id: str) -> list[dict[str, Any]]:
         return list(self.history)
 
     def events(self, job_id: str) -> Iterator[dict[str, Any]]:
@@ -229,7 +230,7 @@ class StreamBackend:
 
 def test_events_thread_deduplicates_history_and_refreshes_on_checkpoints(backend: Any, env: dict[str, Any]) -> None:
     job_id = env["job"]["id"]
-    events = backend.metrics(job_id)
+    events = backend.jobs.metrics(job_id)
     train = [e for e in events if e["type"] == "train"]
     checkpoint = next(e for e in events if e["type"] == "checkpoint")
     gate = threading.Event()
@@ -246,7 +247,7 @@ def test_events_thread_deduplicates_history_and_refreshes_on_checkpoints(backend
         yield {"kind": "status", "status": "completed", "error": None}
         gate.set()
 
-    stub = StreamBackend(backend, history=train[:1], stream=stream())
+    stub = StreamBackend(backend, history=backend.rows(job_id)[:1], stream=stream())
     m = _monitor(stub)
     m.follow(job_id)
     assert m._thread is not None and m._thread.daemon
@@ -265,7 +266,7 @@ def test_events_thread_deduplicates_history_and_refreshes_on_checkpoints(backend
 
 def test_following_another_job_stops_the_previous_thread(backend: Any, env: dict[str, Any]) -> None:
     job_id = env["job"]["id"]
-    train = [e for e in backend.metrics(job_id) if e["type"] == "train"]
+    train = [e for e in backend.jobs.metrics(job_id) if e["type"] == "train"]
     feed: queue.Queue[dict[str, Any] | None] = queue.Queue()
     consumed = threading.Event()
 

@@ -12,15 +12,30 @@ from pathlib import Path
 from typing import Any
 
 from .. import home
-from ..configs import RESUME_SAFE_KEYS, ConfigService, apply_overrides, deep_merge, parse_config
-from ..errors import Conflict, InvalidInput, NotFound
+from ..configs import (
+    RESUME_SAFE_KEYS,
+    ConfigService,
+    apply_overrides,
+    deep_merge,
+    parse_config,
+)
+from ..errors import Conflict, InvalidInput
+from ..job_states import ACTIVE, FINAL, LIVE
+from ..jobfiles import checkpoints as ckpts
+from ..jobfiles import events, job_folder
 from ..records import LOCAL_USER, new_id, now_iso
 from ..store import Store, atomic_write_json, get_store
-from ..training.callbacks import best_checkpoint, checkpoint_dirs, checkpoint_eval_loss
-from . import progress
-from .executor import Executor, LocalExecutor, dispatch, launch_expired
-from .state import ACTIVE, FINAL, TABLE, set_state, try_set_state
-from .status import build_status
+from .executor import (
+    Executor,
+    dispatch,
+    executor_of,
+    get_executor,
+    launch_expired,
+    register_executor,
+    run_alive,
+)
+from .state import TABLE, set_state, try_set_state
+from .status import build_status, cached_status_json, status_json
 
 
 def _versions() -> dict[str, str | None]:
@@ -46,7 +61,8 @@ def _sha256(path: Path) -> str:
 class JobService:
     def __init__(self, store: Store | None = None, executor: Executor | None = None):
         self.store = store or get_store()
-        self.executor = executor or LocalExecutor()
+        self.executor = executor or get_executor()  # where this service launches new runs
+        register_executor(self.executor)
         self.configs = ConfigService(self.store)
 
     # ---- starting -------------------------------------------------------------------------
@@ -83,7 +99,7 @@ class JobService:
             "eval_dataset": {"id": ev["id"], "path": ev["path"], "sha256": _sha256(Path(ev["path"]))} if ev else None,
             "seed": cfg["training"]["seed"], "versions": _versions(), "created_at": now_iso(),
         }
-        atomic_write_json(jd / "job.json", spec)
+        atomic_write_json(job_folder(jd).spec, spec)
         now = now_iso()
         record = {
             "id": job_id, "owner": owner, "name": name or f"{model} on {ds['name']}", "model": model,
@@ -95,6 +111,25 @@ class JobService:
         self.store.insert(TABLE, record)
         dispatch(self.executor, self.store)
         return self.get(job_id, owner)
+
+    def execute(self, config: str | dict[str, Any] | None, data: bytes | Path, *, name: str | None = None,
+                dataset_name: str = "execute", filename: str | None = None, owner: str = LOCAL_USER,
+                max_bytes: int | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Register ``data`` (JSONL bytes, or a file) as a dataset and start a job on it: both or neither.
+
+        Returns ``(job, dataset)``. When the job cannot start (a bad config, an unknown model, a
+        quota), the dataset just made is deleted again, so a failure leaves nothing behind.
+        """
+        from ..datasets import DatasetService
+
+        datasets = DatasetService(self.store)
+        dataset = datasets.register(data, name=dataset_name, filename=filename, owner=owner, max_bytes=max_bytes)
+        try:
+            job = self.start(None, dataset["id"], config, name=name, owner=owner)
+        except BaseException:
+            datasets.delete(dataset["id"], owner)
+            raise
+        return job, dataset
 
     # ---- reading --------------------------------------------------------------------------
     def get(self, job_id: str, owner: str = LOCAL_USER) -> dict[str, Any]:
@@ -108,15 +143,36 @@ class JobService:
     def status(self, job_id: str, owner: str = LOCAL_USER) -> dict[str, Any]:
         return build_status(self.get(job_id, owner))
 
+    def status_json(self, job_id: str, owner: str = LOCAL_USER) -> bytes:
+        """The status rendered as JSON; a settled job's is served from a cache while its files are unchanged."""
+        return status_json(lambda: self.status(job_id, owner), job_id, owner)
+
+    @staticmethod
+    def cached_status_json(job_id: str, owner: str = LOCAL_USER) -> bytes | None:
+        """The rendered status when the cache knows it for the files as they are now (a few stat calls)."""
+        return cached_status_json(job_id, owner)
+
+    def rows(self, job_id: str, owner: str = LOCAL_USER) -> list[dict[str, Any]]:
+        """One row per logged step (train values with the step's eval merged in), in step order."""
+        from ..jobfiles.rows import read_rows
+
+        return read_rows(self.job_dir(job_id, owner))
+
+    def metrics_json(self, job_id: str, owner: str = LOCAL_USER, kind: str = "local") -> bytes:
+        """The metrics history rendered as JSON: ``local`` step rows, or ``train`` events."""
+        from ..jobfiles.views import BODIES
+
+        return BODIES.body(kind, job_id, job_folder(self.job_dir(job_id, owner)).events)
+
     def job_dir(self, job_id: str, owner: str = LOCAL_USER) -> Path:
         self.get(job_id, owner)
         return home.job_dir(job_id)
 
     def metrics(self, job_id: str, owner: str = LOCAL_USER, types: set[str] | None = None) -> list[dict[str, Any]]:
-        return list(progress.iter_events(self.job_dir(job_id, owner) / "metrics.jsonl", types))
+        return list(events.iter_events(job_folder(self.job_dir(job_id, owner)).events, types))
 
     def logs(self, job_id: str, owner: str = LOCAL_USER, tail: int | None = 500) -> list[str]:
-        path = self.job_dir(job_id, owner) / "training.log"
+        path = job_folder(self.job_dir(job_id, owner)).log
         try:
             with open(path, errors="replace") as fh:
                 lines = deque(fh, maxlen=tail) if tail else list(fh)
@@ -125,24 +181,7 @@ class JobService:
         return [line.rstrip("\n") for line in lines]
 
     def checkpoints(self, job_id: str, owner: str = LOCAL_USER) -> dict[str, Any]:
-        out = self.job_dir(job_id, owner) / "output"
-        items = []
-        dirs = checkpoint_dirs(out)
-        best_dir = best_checkpoint(dirs)
-        best = best_dir.name if best_dir else None
-        for c in dirs:
-            state = _trainer_state(c)
-            step = int(c.name.split("-")[-1])
-            losses = [e["loss"] for e in state.get("log_history", []) if "loss" in e and e.get("step", 0) <= step]
-            size = sum(f.stat().st_size for f in c.rglob("*") if f.is_file())
-            items.append({"path": c.name, "step": step, "epoch": state.get("epoch"),
-                          "eval_loss": checkpoint_eval_loss(c),
-                          "train_loss": losses[-1] if losses else None,
-                          "size_mb": round(size / 2**20, 2),
-                          "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(c.stat().st_mtime))})
-        for c in items:
-            c["is_best"] = c["path"] == best
-        return {"job_id": job_id, "checkpoints": items, "best_checkpoint": best, "total": len(items)}
+        return ckpts.describe(job_id, job_folder(self.job_dir(job_id, owner)).output)
 
     # ---- control --------------------------------------------------------------------------
     def pause(self, job_id: str, owner: str = LOCAL_USER, wait: float = 0.0) -> dict[str, Any]:
@@ -152,15 +191,15 @@ class JobService:
         checkpoint is written); ``wait`` > 0 polls up to that many seconds for ``paused``.
         """
         rec = self.get(job_id, owner)
-        if rec["status"] not in ("pending", "running"):
+        if rec["status"] not in LIVE:
             raise Conflict(f"job '{job_id}' is {rec['status']}; only a pending or running job can be paused",
                            field="status")
-        (home.job_dir(job_id) / "control").write_text("pause")
+        job_folder(job_id).control.write_text("pause")
         self._history(job_id, "pause requested")
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             rec = self.get(job_id, owner)
-            if rec["status"] not in ("pending", "running"):
+            if rec["status"] not in LIVE:
                 break
             time.sleep(0.2)
         return rec
@@ -182,10 +221,10 @@ class JobService:
             cfg = deep_merge(cfg, {section: {name: value}})
         cfg = parse_config(cfg).dump()
         jd = home.job_dir(job_id)
-        spec = json.loads((jd / "job.json").read_text())
+        spec = json.loads(job_folder(jd).spec.read_text())
         old = {k: spec["config"][k.split(".")[0]].get(k.split(".")[1]) for k in flat}
         spec["config"] = cfg
-        atomic_write_json(jd / "job.json", spec)
+        atomic_write_json(job_folder(jd).spec, spec)
         self.store.update(TABLE, job_id, {"config": cfg})
         self._history(job_id, "hyperparameters changed", changes={k: {"from": old[k], "to": v} for k, v in flat.items()})
         return self.get(job_id, owner)
@@ -197,13 +236,13 @@ class JobService:
         if changes:
             self.update_hyperparameters(job_id, changes, owner)
         jd = home.job_dir(job_id)
-        ckpts = checkpoint_dirs(jd / "output")
-        if not ckpts:
+        saved = ckpts.checkpoint_dirs(job_folder(jd).output)
+        if not saved:
             raise Conflict(f"job '{job_id}' has no checkpoint to resume from", field="checkpoint")
-        (jd / "control").unlink(missing_ok=True)
-        set_state(job_id, "queued", store=self.store, expect={"paused"}, resume_from=ckpts[-1].name,
+        job_folder(jd).control.unlink(missing_ok=True)
+        set_state(job_id, "queued", store=self.store, expect={"paused"}, resume_from=saved[-1].name,
                   run=rec.get("run", 1) + 1, queued_at=time.time())
-        self._history(job_id, "resumed", checkpoint=ckpts[-1].name)
+        self._history(job_id, "resumed", checkpoint=saved[-1].name)
         dispatch(self.executor, self.store)
         return self.get(job_id, owner)
 
@@ -214,12 +253,12 @@ class JobService:
         rec = self.get(job_id, owner)
         if rec["status"] in FINAL:
             raise Conflict(f"job '{job_id}' is already {rec['status']}", field="status")
-        (home.job_dir(job_id) / "control").write_text("cancel")
+        job_folder(job_id).control.write_text("cancel")
         rec = set_state(job_id, "cancelled", store=self.store, error=None)
         self._history(job_id, "cancelled")
 
         def stop() -> None:
-            self.executor.stop(rec, grace=grace)
+            (executor_of(rec) or self.executor).stop(rec, grace=grace)
             dispatch(self.executor, self.store)
 
         if wait:
@@ -249,7 +288,7 @@ class JobService:
 
         Whoever notices a dead job frees its slot: the queue is dispatched right away.
         """
-        if rec["status"] not in ("pending", "running"):
+        if rec["status"] not in LIVE:
             return rec
         if rec.get("launching"):
             if not launch_expired(rec):
@@ -258,15 +297,15 @@ class JobService:
             # same transaction that re-checks it) and hands the slot to the next queued job.
             dispatch(self.executor, self.store)
             return self.store.get(TABLE, rec["id"]) or rec
-        if self.executor.is_alive(rec):
+        if run_alive(rec):
             return rec
         time.sleep(0.2)  # the runner may be writing its outcome right now
         fresh = self.store.get(TABLE, rec["id"]) or rec
-        if fresh["status"] not in ("pending", "running") or fresh.get("launching"):
+        if fresh["status"] not in LIVE or fresh.get("launching"):
             return fresh
-        if fresh.get("runner_pid") != rec.get("runner_pid") and self.executor.is_alive(fresh):
+        if fresh.get("runner_pid") != rec.get("runner_pid") and run_alive(fresh):
             return fresh
-        failed = try_set_state(rec["id"], "failed", store=self.store, expect={"pending", "running"},
+        failed = try_set_state(rec["id"], "failed", store=self.store, expect=set(LIVE),
                                error=f"the job process (pid {rec.get('runner_pid')}) died without reporting "
                                      "a result (killed, or out of memory)")
         if failed is None:
@@ -282,26 +321,3 @@ class JobService:
                 failed.append(rec["id"])
         dispatch(self.executor, self.store)
         return failed
-
-
-def _trainer_state(ckpt: Path) -> dict[str, Any]:
-    try:
-        return json.loads((ckpt / "trainer_state.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
-
-
-def find_checkpoint(job_dir: Path, ref: str | None) -> Path:
-    """``checkpoint-N``, ``final`` or None (the final model, else the latest checkpoint), inside the job."""
-    out = (job_dir / "output").resolve()
-    if ref in (None, "", "latest"):
-        cand = out / "final" if (out / "final").exists() else (checkpoint_dirs(out)[-1] if checkpoint_dirs(out) else None)
-        if cand is None:
-            raise NotFound("job has no checkpoints", field="checkpoint")
-        return cand
-    if "/" in ref or "\\" in ref or ref.startswith(".") or ref == "..":
-        raise InvalidInput(f"invalid checkpoint name '{ref}'", field="checkpoint")
-    path = (out / ref).resolve()
-    if path.parent != out or not path.is_dir():
-        raise NotFound(f"checkpoint '{ref}' not found", field="checkpoint")
-    return path

@@ -8,24 +8,15 @@ runner finishing after a cancel) can never move a job out of a final state.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import Conflict, NotFound
+from ..job_states import FINAL, TRANSITIONS
 from ..records import now_iso
 from ..store import Store, Transaction, get_store
 
 TABLE = "jobs"
-FINAL = {"completed", "failed", "cancelled"}
-ACTIVE = {"queued", "pending", "running", "paused"}
-TRANSITIONS: dict[str, set[str]] = {
-    "queued": {"pending", "cancelled", "failed"},
-    "pending": {"running", "paused", "completed", "failed", "cancelled"},
-    "running": {"paused", "completed", "failed", "cancelled"},
-    "paused": {"queued", "cancelled", "failed"},
-    "completed": set(),
-    "failed": set(),
-    "cancelled": set(),
-}
 
 
 def set_state(job_id: str, new: str, *, store: Store | None = None, expect: set[str] | None = None,
@@ -67,9 +58,9 @@ def try_set_state(job_id: str, new: str, **fields: Any) -> dict[str, Any] | None
         return None
 
 
-def active_jobs_using_config(store: Store, config_id: str) -> list[dict[str, Any]]:
-    with store.transaction() as tx:
-        return tx.search(TABLE, lambda r: r.get("config_id") == config_id and r["status"] in ACTIVE)
+def mark_running(job_id: str) -> Callable[[], Any]:
+    """What a job's run calls when training begins: the record moves to ``running``."""
+    return lambda: try_set_state(job_id, "running")
 
 
 def record_outcome(job_id: str, result: dict[str, Any]) -> dict[str, Any] | None:

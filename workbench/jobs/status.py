@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import orjson
+
 from .. import home
+from ..job_states import LIVE, SETTLED, actions
+from ..jobfiles import job_folder
+from ..jobfiles import summary as summaries
 from ..records import parse_iso
-from . import progress
+from ..stamps import StampCache
 
 STALE_SECONDS = 300
 
@@ -42,7 +49,7 @@ def elapsed_seconds(job: dict[str, Any]) -> float:
 
 
 def build_status(job: dict[str, Any], summary: dict[str, Any] | None = None) -> dict[str, Any]:
-    s = summary if summary is not None else progress.load_summary(home.job_dir(job["id"]))
+    s = summary if summary is not None else summaries.load_summary(home.job_dir(job["id"]))
     latest = s.get("latest") or {}
     result = job.get("result") or {}
     total_steps = s.get("total_steps") or latest.get("total_steps") or result.get("total_steps")
@@ -65,10 +72,10 @@ def build_status(job: dict[str, Any], summary: dict[str, Any] | None = None) -> 
     best_epoch = s.get("best_epoch")
     epoch = latest.get("epoch")
     warning = None
-    diverged = s.get("diverged") or result.get("diverged")  # the loss became NaN/inf (see progress.fold)
+    diverged = s.get("diverged") or result.get("diverged")  # the loss became NaN/inf (see summaries.fold)
     if diverged:
-        warning = "⚠️ " + (diverged.get("message") or progress.divergence_message("loss", diverged.get("step")))
-    elif job["status"] in ("pending", "running"):
+        warning = "⚠️ " + (diverged.get("message") or summaries.divergence_message("loss", diverged.get("step")))
+    elif job["status"] in LIVE:
         idle = time.time() - last_update(job)
         if idle > STALE_SECONDS:
             warning = (f"⚠️ No updates received in {int(idle // 60)} minute(s). "
@@ -77,6 +84,7 @@ def build_status(job: dict[str, Any], summary: dict[str, Any] | None = None) -> 
     return {
         "job_id": job["id"],
         "status": job["status"],
+        "actions": actions(job["status"]),  # which of pause, resume, cancel apply now
         "model_name": job.get("model"),
         "dataset_id": job.get("dataset_id"),
         "progress": progress_pct,
@@ -90,10 +98,10 @@ def build_status(job: dict[str, Any], summary: dict[str, Any] | None = None) -> 
         "best_eval_loss": s.get("best_eval_loss"),
         "best_epoch": best_epoch,
         "best_step": s.get("best_step"),
-        "loss_trend": progress.loss_trend(s) if s.get("points") else None,
+        "loss_trend": summaries.loss_trend(s) if s.get("points") else None,
         "epochs_without_improvement": int(epoch - best_epoch) if epoch is not None and best_epoch is not None else 0,
         "train_perplexity": latest.get("train_perplexity"),
-        "eval_perplexity": progress._ppl(s.get("eval_loss")) if s.get("eval_loss") is not None else None,
+        "eval_perplexity": summaries.perplexity(s.get("eval_loss")) if s.get("eval_loss") is not None else None,
         "learning_rate": latest.get("learning_rate"),
         "grad_norm": latest.get("grad_norm"),
         "gpu_memory_allocated_gb": latest.get("gpu_memory_allocated_gb"),
@@ -118,3 +126,30 @@ def build_status(job: dict[str, Any], summary: dict[str, Any] | None = None) -> 
         "checkpoint": job.get("checkpoint"),
         "history": job.get("history", []),
     }
+
+
+# --- rendered, cached status objects -------------------------------------------------------------
+# A status of a job that is not pending or running is a function of the store (the record),
+# summary.json and metrics.jsonl alone — no clock, no process to check — so an unchanged stamp
+# of the three means an unchanged answer. Monitors poll finished and queued jobs too; this
+# serves them with a few stat() calls. Pending and running jobs are always computed (liveness,
+# elapsed time, ETA). An entry is made only from the core's own answer for that owner.
+
+_RENDERED: StampCache[bytes] = StampCache(4096)
+
+
+def _sources(job_id: str) -> list[Path]:
+    folder = job_folder(job_id)
+    return [home.store_path(), folder.summary, folder.events]
+
+
+def cached_status_json(job_id: str, owner: str) -> bytes | None:
+    """The rendered status if it is known for the files as they are now; else None."""
+    return _RENDERED.get((str(home.home()), job_id, owner), _sources(job_id))
+
+
+def status_json(compute: Callable[[], dict[str, Any]], job_id: str, owner: str) -> bytes:
+    """``compute()`` (the status) rendered as JSON, kept for settled jobs."""
+    return _RENDERED.get_or_compute((str(home.home()), job_id, owner), _sources(job_id),
+                                    lambda: orjson.dumps(compute(), default=str),
+                                    keep=lambda body: orjson.loads(body)["status"] in SETTLED)

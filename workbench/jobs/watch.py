@@ -15,15 +15,15 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from .. import home
+from ..job_states import FINAL
+from ..jobfiles import job_folder
+from ..jobfiles.events import parse_line
 from ..records import LOCAL_USER
-from .progress import parse_line
-from .state import FINAL
 
 
 def watch(service: Any, job_id: str, owner: str = LOCAL_USER, *, poll: float = 0.25,
           stop_on: set[str] = FINAL, from_start: bool = True, timeout: float | None = None) -> Iterator[dict[str, Any]]:
-    path = home.job_dir(job_id) / "metrics.jsonl"
+    path = job_folder(job_id).events
     offset = 0 if from_start else (path.stat().st_size if path.exists() else 0)
     last_status = None
     buf = b""

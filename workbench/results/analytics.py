@@ -40,22 +40,19 @@ learned from. Null when the job has logged fewer than one training window or no 
 from __future__ import annotations
 
 import math
-import os
-import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from .. import home
 from ..errors import InvalidInput
+from ..job_states import STATUSES
+from ..jobfiles import job_folder
 from ..jobs.status import fmt_duration
 from ..records import LOCAL_USER, parse_iso
+from ..stamps import StampCache
 
 TOP_JOBS = 5
-_CACHE: dict[str, tuple[tuple[int, int], dict[str, Any]]] = {}
-_CACHE_MAX = 512
-_CACHE_LOCK = threading.Lock()
-STATUSES = ("queued", "pending", "running", "paused", "completed", "failed", "cancelled")
+_SCANS: StampCache[dict[str, Any]] = StampCache(512)  # metrics scans, while the events log is unchanged
 
 
 def _ts(value: str | None) -> float | None:
@@ -70,16 +67,11 @@ def _round(value: float | None, ndigits: int = 4) -> float | None:
     return None if value is None else round(value, ndigits)
 
 
-def format_duration(seconds: float | None) -> str | None:
-    """``3600`` → ``"1h 0m 0s"`` (the analytics reference format)."""
-    return fmt_duration(seconds, full=True)
-
-
 # --- one pass over metrics.jsonl ------------------------------------------------------------
 
 def scan_metrics(path: Path) -> dict[str, Any]:
     """Every figure the analytics need, from one streamed read of the events."""
-    from ..jobs.progress import iter_events
+    from ..jobfiles.events import iter_events
 
     first_loss = final_loss = None
     last_step = 0
@@ -140,22 +132,8 @@ def scan_metrics(path: Path) -> dict[str, Any]:
 
 
 def _scan_cached(job: dict[str, Any]) -> dict[str, Any]:
-    path = home.job_dir(job["id"]) / "metrics.jsonl"
-    try:
-        st = os.stat(path)
-        key = (st.st_size, st.st_mtime_ns)
-    except FileNotFoundError:
-        key = (-1, -1)
-    with _CACHE_LOCK:
-        hit = _CACHE.get(str(path))
-    if hit and hit[0] == key:
-        return hit[1]
-    facts = scan_metrics(path)
-    with _CACHE_LOCK:
-        while len(_CACHE) >= _CACHE_MAX:
-            _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[str(path)] = (key, facts)
-    return facts
+    path = job_folder(job["id"]).events
+    return _SCANS.get_or_compute(str(path), [path], lambda: scan_metrics(path))
 
 
 # --- scores ---------------------------------------------------------------------------------
@@ -182,9 +160,9 @@ def _duration(job: dict[str, Any], facts: dict[str, Any]) -> float:
 
 def _checkpoints(job_id: str) -> dict[str, Any]:
     """Count and best (lowest eval loss, else the latest) — the rule of the checkpoints listing."""
-    from ..training.callbacks import best_checkpoint, checkpoint_dirs
+    from ..jobfiles.checkpoints import best_checkpoint, checkpoint_dirs
 
-    dirs = checkpoint_dirs(home.job_dir(job_id) / "output")
+    dirs = checkpoint_dirs(job_folder(job_id).output)
     best = best_checkpoint(dirs)
     return {"total": len(dirs), "best_checkpoint": best.name if best else None}
 
@@ -198,7 +176,7 @@ def _analytics(job: dict[str, Any]) -> dict[str, Any]:
     return {
         "job_id": job["id"],
         "status": job["status"],
-        "duration": {"total_seconds": round(seconds, 1), "formatted": format_duration(seconds)},
+        "duration": {"total_seconds": round(seconds, 1), "formatted": fmt_duration(seconds, full=True)},
         "performance": {
             "avg_iteration_time": _round(f["avg_iteration_time"]),
             "throughput": _round(f["throughput"], 1),

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Union
 
 from ..errors import NotFound
+from ..jobfiles import job_folder
 from ..records import LOCAL_USER
 
 CHUNK_SIZE = 1 << 16
@@ -134,11 +135,12 @@ def model_zip(job_id: str, checkpoint: str | None = None, owner: str = LOCAL_USE
     Raises InvalidInput for a name that is not a plain folder name (``../x``, ``a/b``),
     NotFound for an unknown job, checkpoint, or a job with no output yet.
     """
-    from ..jobs.service import JobService, find_checkpoint
+    from ..jobfiles.checkpoints import find_checkpoint
+    from ..jobs.service import JobService
 
     jd = JobService().job_dir(job_id, owner)
     if checkpoint is None:
-        out = jd / "output"
+        out = job_folder(jd).output
         files = _tree(out) if out.is_dir() else []
         if not files:
             raise NotFound(f"job '{job_id}' has no output yet", field="checkpoint")
@@ -181,10 +183,10 @@ def logs_zip(job_id: str, owner: str = LOCAL_USER) -> tuple[str, Iterator[bytes]
     from ..jobs.service import JobService
 
     jd = JobService().job_dir(job_id, owner)
-    log = jd / "training.log"
+    log = job_folder(jd).log
     files: list[tuple[str, Source]] = [
         ("training.log", log if log.is_file() else b""),
-        ("progress.json", progress_json(jd / "metrics.jsonl")),
+        ("progress.json", progress_json(job_folder(jd).events)),
     ]
     return f"job_{_short_id(job_id)}_logs.zip", iter_zip(files)
 

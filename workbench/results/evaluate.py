@@ -16,7 +16,6 @@ Metrics, all over the *assistant* tokens of each sample — the labels of
 
 from __future__ import annotations
 
-import math
 import time
 import uuid
 from collections.abc import Sequence
@@ -25,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidInput
+from ..jobfiles import job_folder
+from ..jobfiles.summary import perplexity
 from ..records import LOCAL_USER
 
 METRICS = ("perplexity", "accuracy", "bleu")
@@ -70,11 +71,12 @@ def resolve_model(job_id: str | None, model_path: str, owner: str = LOCAL_USER) 
     """The job, its spec and the checkpoint folder (None for ``base``) that ``model_path`` names."""
     import json
 
-    from ..jobs.service import JobService, find_checkpoint
+    from ..jobfiles.checkpoints import find_checkpoint
+    from ..jobs.service import JobService
 
     job_id, ref = split_model_path(job_id, model_path)
     jd = JobService().job_dir(job_id, owner)  # NotFound for an unknown job or another owner's
-    spec = json.loads((jd / "job.json").read_text())
+    spec = json.loads(job_folder(jd).spec.read_text())
     if ref == "base":
         return {"job_id": job_id, "spec": spec, "checkpoint": None, "name": "base"}
     try:
@@ -99,9 +101,9 @@ def load_for_eval(resolved: dict[str, Any]) -> tuple[Any, Any]:
     if folder is None:
         model = load_model(base, owner=model_owner)
     elif (folder / "adapter_config.json").is_file():
-        from peft import PeftModel
-
         import warnings
+
+        from peft import PeftModel
 
         base_model = load_model(base, owner=model_owner)
         with warnings.catch_warnings():  # peft reads transformers' deprecated is_gradient_checkpointing
@@ -145,7 +147,7 @@ def teacher_forced(model: Any, examples: list[dict[str, list[int]]], pad_id: int
     import torch
     import torch.nn.functional as F
 
-    from ..training.data import IGNORE
+    from ..chat_encoding import IGNORE
 
     device = next(model.parameters()).device
     vocab = int(getattr(model.config, "vocab_size", 0) or model.get_output_embeddings().weight.shape[0])
@@ -223,8 +225,8 @@ def validate(job_id: str | None, model_path: str, test_dataset_id: str,
     """
     import torch
 
+    from ..chat_encoding import encode_chat
     from ..datasets import DatasetService, iter_chats
-    from ..training.data import encode_chat
 
     wanted = _check_metrics(metrics)
     if not isinstance(max_samples, int) or max_samples < 1:
@@ -257,7 +259,7 @@ def validate(job_id: str | None, model_path: str, test_dataset_id: str,
                 raise InvalidInput("no label tokens to score within max_seq_length", field="test_dataset_id")
             label_tokens = tf["tokens"]
             if "perplexity" in wanted:
-                results["perplexity"] = round(math.exp(min(tf["nll"] / tf["tokens"], 50.0)), 4)
+                results["perplexity"] = perplexity(tf["nll"] / tf["tokens"])
             if "accuracy" in wanted:
                 results["accuracy"] = round(tf["correct"] / tf["tokens"], 4)
         if "bleu" in wanted:

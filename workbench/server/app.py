@@ -22,14 +22,14 @@ from starlette.routing import BaseRoute, Route
 
 from .. import settings as core_settings
 from ..errors import WorkbenchError
-from ..jobs.executor import Executor, LocalExecutor
+from ..jobs.executor import Executor, get_executor
 from . import errors
 from .auth import AuthMiddleware
+from .common import Services, Settings
 from .guard import HostOriginGuard
 from .openapi import Operation, build_spec, specificity, to_route
+from .responses import ORJSONResponse
 from .routes import analytics, configs, datasets, jobs, live, models, results
-from .routes._common import Services, Settings
-from .routes._json import ORJSONResponse
 
 SWITCH_INTERVAL_S = 0.001
 AREAS = (models, datasets, configs, jobs, results, analytics, live)
@@ -99,7 +99,7 @@ def create_app(*, multi_user: bool | None = None, max_upload_bytes: int | None =
         },
     )
     app.state.settings = settings
-    app.state.services = Services(executor or LocalExecutor())
+    app.state.services = Services(executor or get_executor())
     app.state.openapi = spec
     app.state.literal_paths = frozenset(op.path for op in ops if not op.path_params)
     return app

@@ -31,7 +31,9 @@ ANONYMOUS = ""  # the owner of nothing: a public route called without a token se
 
 
 def _authenticate(token: str) -> str | None:
-    from ..users import authenticate  # imported on first use: the module reads the store
+    from ..users import (
+        authenticate,  # imported on first use: the module reads the store
+    )
 
     return authenticate(token)
 

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..errors import InvalidInput, WorkbenchError
-from .routes._json import ORJSONResponse
+from .responses import ORJSONResponse
 
 log = logging.getLogger("workbench.server")
 

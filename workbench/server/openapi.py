@@ -25,8 +25,8 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from .. import settings as core_settings
 from ..errors import InvalidInput
-from .routes._common import JSON_BODY_LIMIT, home_root, parse_body, parse_query
-from .routes._json import ORJSONResponse
+from .common import JSON_BODY_LIMIT, home_root, parse_body, parse_query
+from .responses import ORJSONResponse
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 Handler = Callable[..., Awaitable[Any]]

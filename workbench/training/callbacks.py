@@ -6,10 +6,7 @@ other processes tail ``metrics.jsonl`` and write ``control``; nothing is shared 
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -18,32 +15,13 @@ import psutil
 import torch
 from transformers import TrainerCallback
 
-from ..jobs import progress
-from ..jobs.history import HistoryWriter
+from ..jobfiles import events, summary
+from ..jobfiles.checkpoints import prune_checkpoints
+from ..jobfiles.events import append_event
+from ..jobfiles.rows import RowWriter
 from ..records import now_iso
-from ..store import append_bytes
 
 log = logging.getLogger("workbench.training")
-
-
-def _ppl(loss: float | None) -> float | None:
-    if loss is None:
-        return None
-    try:
-        return round(math.exp(min(loss, 50.0)), 4)
-    except OverflowError:  # pragma: no cover
-        return None
-
-
-def append_event(path: Path, event: dict[str, Any]) -> None:
-    """One JSON line per event; a single write() of a short line is atomic with O_APPEND.
-
-    Always valid JSON: a NaN or infinite value is written as null, its key listed in the
-    event's ``nonfinite`` (``json.dumps`` would write a bare ``NaN``, which readers reject).
-    """
-    event = progress.finite_json(progress.finite_event(event))
-    line = json.dumps(event if "timestamp" in event else {"timestamp": now_iso(), **event}, allow_nan=False) + "\n"
-    append_bytes(path, line.encode())
 
 
 class TokenCounter:
@@ -65,14 +43,14 @@ class MetricsCallback(TrainerCallback):
         self.last_train_loss: float | None = None
         self.eval_by_step: dict[int, float] = {}
         self.diverged: dict[str, Any] | None = None  # step, metric, value, message
-        self.summary = progress.load_summary(metrics_path.parent)
-        self.history = HistoryWriter(metrics_path.parent)
+        self.summary = summary.load_summary(metrics_path.parent)
+        self.history = RowWriter(metrics_path.parent)
 
     def _emit(self, event: dict[str, Any]) -> None:
-        event = progress.finite_event({"timestamp": now_iso(), **event})  # NaN/inf: null + "nonfinite"
+        event = events.finite_event({"timestamp": now_iso(), **event})  # NaN/inf: null + "nonfinite"
         append_event(self.path, event)
         self.history.add(event)
-        progress.save_summary(self.path.parent, progress.fold(self.summary, event))
+        summary.save_summary(self.path.parent, summary.fold(self.summary, event))
         if self.on_event:
             self.on_event(event)
 
@@ -90,7 +68,7 @@ class MetricsCallback(TrainerCallback):
         if "eval_loss" in logs:
             self.eval_by_step[state.global_step] = logs["eval_loss"]
             self._emit({"type": "eval", "step": state.global_step, "epoch": round(state.epoch or 0.0, 4),
-                        "eval_loss": logs["eval_loss"], "eval_perplexity": _ppl(logs["eval_loss"])})
+                        "eval_loss": logs["eval_loss"], "eval_perplexity": summary.perplexity(logs["eval_loss"])})
         elif "loss" in logs:
             self._train_event(args, state, logs)
         else:
@@ -104,9 +82,9 @@ class MetricsCallback(TrainerCallback):
         the message, so the queue moves on.
         """
         for metric in ("loss", "eval_loss"):
-            value = progress.nonfinite_value(logs.get(metric))
+            value = events.nonfinite_value(logs.get(metric))
             if value and self.diverged is None:
-                message = progress.divergence_message(metric, state.global_step, value)
+                message = summary.divergence_message(metric, state.global_step, value)
                 self.diverged = {"step": state.global_step, "metric": metric, "value": value, "message": message}
                 self._emit({"type": "diverged", **self.diverged})
                 log.error(message)
@@ -126,7 +104,7 @@ class MetricsCallback(TrainerCallback):
         self._emit({
             "type": "train", "step": state.global_step, "epoch": epoch, "total_steps": state.max_steps,
             "loss": logs["loss"], "learning_rate": logs.get("learning_rate"), "grad_norm": logs.get("grad_norm"),
-            "train_perplexity": _ppl(logs["loss"]),
+            "train_perplexity": summary.perplexity(logs["loss"]),
             "samples_per_second": round((self.counter.samples - s0) / dt, 3),
             "tokens_per_second": round((self.counter.processed - p0) / dt, 1),
             "trained_tokens_per_second": round((self.counter.trained - tr0) / dt, 1),
@@ -192,42 +170,3 @@ class RetentionCallback(TrainerCallback):
                                          "path": ckpt.name, "eval_loss": eval_loss,
                                          "train_loss": self.metrics.last_train_loss})
         prune_checkpoints(self.output_dir, self.keep_last)
-
-
-def checkpoint_dirs(output_dir: Path) -> list[Path]:
-    dirs = [p for p in output_dir.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
-    return sorted(dirs, key=lambda p: int(p.name.split("-")[-1]))
-
-
-def checkpoint_eval_loss(ckpt: Path) -> float | None:
-    """The eval_loss logged at (or most recently before) this checkpoint's step."""
-    try:
-        state = json.loads((ckpt / "trainer_state.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    step = state.get("global_step", 0)
-    evals = [e for e in state.get("log_history", []) if "eval_loss" in e and e.get("step", 0) <= step]
-    return evals[-1]["eval_loss"] if evals and evals[-1].get("step") == step else None
-
-
-def best_checkpoint(ckpts: list[Path]) -> Path | None:
-    """The checkpoint with the lowest eval_loss, else the latest (None when there are none)."""
-    scored = [(loss, c) for c in ckpts if (loss := checkpoint_eval_loss(c)) is not None]
-    if scored:
-        return min(scored, key=lambda t: t[0])[1]
-    return ckpts[-1] if ckpts else None
-
-
-def prune_checkpoints(output_dir: Path, keep_last: int) -> list[str]:
-    """Delete all but the last ``keep_last`` checkpoints and the best one."""
-    ckpts = checkpoint_dirs(output_dir)
-    keep = set(ckpts[-keep_last:])
-    best = best_checkpoint(ckpts)
-    if best is not None:
-        keep.add(best)
-    removed = []
-    for c in ckpts:
-        if c not in keep:
-            shutil.rmtree(c, ignore_errors=True)
-            removed.append(c.name)
-    return removed

@@ -12,17 +12,19 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
+from ..chat_encoding import IGNORE, encode_all, pack
 from ..configs import TrainingConfig
-from ..jobs import progress
+from ..jobfiles import events, job_folder, summary
 from ..store import DiskFull, atomic_write_json
 from .callbacks import ControlCallback, MetricsCallback, RetentionCallback, TokenCounter
-from .data import IGNORE, Collator, encode_all, pack
+from .data import Collator
 
 log = logging.getLogger("workbench.training")
 
@@ -158,7 +160,7 @@ def _setup_logging(job_dir: Path) -> None:
     root.setLevel(logging.INFO)
     _close_logging()
     fmt = logging.Formatter("[%(asctime)s] %(message)s", "%Y-%m-%d %H:%M:%S")
-    fh = logging.FileHandler(job_dir / "training.log")
+    fh = logging.FileHandler(job_folder(job_dir).log)
     fh.setFormatter(fmt)
     sh = logging.StreamHandler(sys.stdout)
     sh.setFormatter(fmt)
@@ -224,7 +226,7 @@ def build_trainer(spec: dict[str, Any], job_dir: Path, on_event: Any = None) -> 
             model.enable_input_require_grads()
     train, evals = build_datasets(spec, tokenizer, cfg)
     log.info("Dataset: %d training rows, %d eval rows (packing=%s)", len(train), len(evals), t.packing)
-    out = job_dir / "output"
+    out = job_folder(job_dir).output
     args = TrainingArguments(
         output_dir=str(out), num_train_epochs=t.num_train_epochs, max_steps=t.max_steps,
         per_device_train_batch_size=t.per_device_train_batch_size,
@@ -240,11 +242,11 @@ def build_trainer(spec: dict[str, Any], job_dir: Path, on_event: Any = None) -> 
         **_precision(cfg),
     )
     counter = TokenCounter()
-    latest = progress.load_summary(job_dir).get("latest") or {}
+    latest = summary.load_summary(job_dir).get("latest") or {}
     counter.processed = latest.get("num_tokens_processed", 0)  # job totals survive pause/resume
     counter.trained = latest.get("num_tokens_trained", 0)
-    metrics = MetricsCallback(job_dir / "metrics.jsonl", counter, on_event)
-    control = ControlCallback(job_dir / "control")
+    metrics = MetricsCallback(job_folder(job_dir).events, counter, on_event)
+    control = ControlCallback(job_folder(job_dir).control)
     trainer = WorkbenchTrainer(
         model=model, args=args, train_dataset=train, eval_dataset=evals or None,
         data_collator=Collator(tokenizer.pad_token_id), processing_class=tokenizer, counter=counter,
@@ -254,36 +256,17 @@ def build_trainer(spec: dict[str, Any], job_dir: Path, on_event: Any = None) -> 
     return trainer, control
 
 
-def _set_running(spec: dict[str, Any]) -> None:
-    from ..jobs.state import try_set_state
+def run_job(job_dir: str | Path, resume_from_checkpoint: str | None = None,
+            on_start: Callable[[], Any] | None = None) -> dict[str, Any]:
+    """Train one run of the job in ``job_dir``; ``on_start`` is called when training begins.
 
-    try_set_state(spec["job_id"], "running")
-
-
-def _register_kernel(job_dir: Path, job_id: str) -> None:
-    """Tell the runner (and cancel) which process and connection file this kernel is."""
-    import psutil
-
-    from ..jobs.state import TABLE
-    from ..store import get_store
-
-    try:
-        from ipykernel.connect import get_connection_file
-
-        conn = get_connection_file()
-    except Exception:  # not inside a kernel (e.g. called from plain Python)
-        conn = None
-    run = (get_store().get(TABLE, job_id) or {}).get("run", 1)
-    me = psutil.Process()
-    atomic_write_json(job_dir / "kernel.json", {"pid": me.pid, "create_time": me.create_time(),
-                                                "connection_file": conn, "run": run})
-
-
-def run_job(job_dir: str | Path, resume_from_checkpoint: str | None = None) -> dict[str, Any]:
+    The engine knows the job folder only: whoever runs it (the notebook, the in-process
+    executor) tells the store, through ``on_start``, that the job is running.
+    """
     job_dir = Path(job_dir)
     _setup_logging(job_dir)
     try:
-        return _run(job_dir, resume_from_checkpoint)
+        return _run(job_dir, resume_from_checkpoint, on_start)
     except BaseException as exc:
         log.exception("Training failed")
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC and not isinstance(exc, DiskFull):
@@ -293,15 +276,16 @@ def run_job(job_dir: str | Path, resume_from_checkpoint: str | None = None) -> d
         _close_logging()
 
 
-def _run(job_dir: Path, resume_from_checkpoint: str | None) -> dict[str, Any]:
-    spec = json.loads((job_dir / "job.json").read_text())
-    _register_kernel(job_dir, spec["job_id"])
+def _run(job_dir: Path, resume_from_checkpoint: str | None, on_start: Callable[[], Any] | None) -> dict[str, Any]:
+    spec = json.loads(job_folder(job_dir).spec.read_text())
+    # kernel.json (pid, connection file, run) is written by the runner, which started this kernel
     started = time.time()
     trainer, control = build_trainer(spec, job_dir)
     ckpt = resume_from_checkpoint or None
     if ckpt and not Path(ckpt).is_absolute():
-        ckpt = str(job_dir / "output" / ckpt)
-    _set_running(spec)
+        ckpt = str(job_folder(job_dir).output / ckpt)
+    if on_start is not None:
+        on_start()
     if ckpt:
         log.info("Resuming from %s...", ckpt)
     else:
@@ -318,11 +302,11 @@ def _run(job_dir: Path, resume_from_checkpoint: str | None) -> dict[str, Any]:
                   "checkpoint": f"checkpoint-{state.global_step}", "total_steps": state.max_steps}
         log.info("Training paused at step %d", state.global_step)
     else:
-        final = job_dir / "output" / "final"
+        final = job_folder(job_dir).final
         trainer.save_model(str(final))
         result = {"status": "completed", "step": state.global_step, "total_steps": state.max_steps,
                   "train_loss": out.training_loss, "final_dir": "final", "metrics": out.metrics}
         log.info("Training completed: %d steps, train_loss %.4f", state.global_step, out.training_loss)
     result["run_seconds"] = round(time.time() - started, 3)
-    atomic_write_json(job_dir / "result.json", progress.finite_json(result))
+    atomic_write_json(job_folder(job_dir).result, events.finite_json(result))
     return result

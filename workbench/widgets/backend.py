@@ -42,7 +42,9 @@ class Backend(Protocol):
     def pause(self, job_id: str) -> dict[str, Any]: ...
     def resume(self, job_id: str) -> dict[str, Any]: ...
     def cancel(self, job_id: str) -> dict[str, Any]: ...
-    def metrics(self, job_id: str) -> list[dict[str, Any]]: ...
+    def rows(self, job_id: str) -> list[dict[str, Any]]:
+        """The job's history: one row per logged step (``train_loss``, ``eval_loss``, ``learning_rate`` …)."""
+        ...
     def logs(self, job_id: str, tail: int = 200) -> list[str]: ...
     def checkpoints(self, job_id: str) -> dict[str, Any]: ...
     def validate(self, job_id: str, checkpoint: str, dataset_id: str) -> dict[str, Any]: ...
@@ -142,8 +144,8 @@ class LocalBackend:
         self.jobs.cancel(job_id, self.owner)
         return self.status(job_id)
 
-    def metrics(self, job_id: str) -> list[dict[str, Any]]:
-        return self.jobs.metrics(job_id, self.owner)
+    def rows(self, job_id: str) -> list[dict[str, Any]]:
+        return self.jobs.rows(job_id, self.owner)
 
     def logs(self, job_id: str, tail: int = 200) -> list[str]:
         return self.jobs.logs(job_id, self.owner, tail=tail)
@@ -195,29 +197,20 @@ class RemoteBackend:
         return self.client.list_datasets()
 
     def upload_dataset(self, content: bytes, filename: str, name: str) -> dict[str, Any]:
-        import tempfile
-
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / Path(filename).name
-            path.write_bytes(content)
-            return self.client.upload_dataset(path, name=name)
+        return self.client.upload_dataset(content, name=name, filename=filename)
 
     def register_path(self, path: str, name: str) -> dict[str, Any]:
         return self.client.upload_dataset(Path(path).expanduser(), name=name)
 
     def register_sample(self) -> dict[str, Any]:
-        from ..datasets import SAMPLE_DATASET, SAMPLE_NAME
-
-        existing = [d for d in self.list_datasets() if d["name"] == SAMPLE_NAME]
-        return existing[0] if existing else self.client.upload_dataset(SAMPLE_DATASET, name=SAMPLE_NAME)
+        return self.client.register_sample()
 
     def dataset(self, dataset_id: str, model: str | None = None) -> dict[str, Any]:
         body = self.client.get_dataset(dataset_id, model=model)
         return {**body["dataset"], "stats": body["stats"]}
 
     def preview(self, dataset_id: str, model: str, index: int = 0) -> dict[str, Any]:
-        return self.client.request("GET", f"/api/training/dataset/{dataset_id}/preview",
-                                   params={"model": model, "index": index})
+        return self.client.preview_dataset(dataset_id, model=model, index=index)
 
     def split_dataset(self, dataset_id: str, eval_fraction: float, seed: int) -> dict[str, Any]:
         return self.client.split_dataset(dataset_id, eval_fraction=eval_fraction, seed=seed)
@@ -246,9 +239,8 @@ class RemoteBackend:
 
     def start_job(self, model: str, dataset: str, config: str | None, *, eval_dataset: str | None = None,
                   overrides: dict[str, Any] | None = None, name: str | None = None) -> dict[str, Any]:
-        body = {"model": model, "dataset": dataset, "config": config, "eval_dataset": eval_dataset,
-                "overrides": overrides, "name": name}
-        out = self.client.request("POST", "/api/training/start", json={k: v for k, v in body.items() if v is not None})
+        out = self.client.start_training(model, dataset, config, name=name, eval_dataset=eval_dataset,
+                                         overrides=overrides)
         return {"id": out["job_id"], **out}
 
     def status(self, job_id: str) -> dict[str, Any]:
@@ -266,17 +258,9 @@ class RemoteBackend:
         self.client.cancel(job_id)
         return self.status(job_id)
 
-    def metrics(self, job_id: str) -> list[dict[str, Any]]:
-        """The history as metrics events (train, plus eval where the server merged one in)."""
-        rows = self.client.get_local_metrics(job_id)["metrics"]
-        out: list[dict[str, Any]] = []
-        for r in rows:
-            out.append({"type": "train", "step": r["step"], "epoch": r.get("epoch"), "loss": r.get("train_loss"),
-                        "learning_rate": r.get("learning_rate"), "grad_norm": r.get("grad_norm"),
-                        "tokens_per_second": r.get("tokens_per_second"), "timestamp": r.get("created_at")})
-            if r.get("eval_loss") is not None:
-                out.append({"type": "eval", "step": r["step"], "epoch": r.get("epoch"), "eval_loss": r["eval_loss"]})
-        return out
+    def rows(self, job_id: str) -> list[dict[str, Any]]:
+        """The same rows, as the server's one reader of them gives them."""
+        return self.client.get_local_metrics(job_id)["metrics"]
 
     def logs(self, job_id: str, tail: int = 200) -> list[str]:
         return self.client.get_logs(job_id, tail=tail)["logs"]

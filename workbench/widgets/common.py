@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import html
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -79,8 +80,11 @@ def error_html(exc_or_message: BaseException | str) -> str:
     return f'<div class="{ERROR_CLASS}" style="color:#b00020">{body}</div>'
 
 
+@functools.cache
 def backend_errors() -> tuple[type[BaseException], ...]:
-    """The exceptions a backend call can raise that a panel shows instead of raising."""
+    """The exceptions a backend call can raise that a panel shows instead of raising: the core's
+    :class:`~workbench.errors.WorkbenchError`, the SDK's ``APIError`` and ``httpx.HTTPError`` (a
+    refused or dropped connection to a remote workbench), the last two where installed."""
     from ..errors import WorkbenchError
 
     errors: list[type[BaseException]] = [WorkbenchError]
@@ -88,23 +92,25 @@ def backend_errors() -> tuple[type[BaseException], ...]:
         from ..client import APIError
 
         errors.append(APIError)
-    except Exception:  # pragma: no cover - the client is optional for local use
+    except ImportError:  # pragma: no cover - the client (httpx) is optional for local use
         pass
     try:
         import httpx
 
         errors.append(httpx.HTTPError)
-    except Exception:  # pragma: no cover
+    except ImportError:  # pragma: no cover
         pass
     return tuple(errors)
 
 
-def guarded(target: w.HTML, fn: Callable[[], Any]) -> tuple[bool, Any]:
-    """Run a backend call; on a backend error show it in ``target`` and return ``(False, None)``."""
+def guarded(target: w.HTML, fn: Callable[..., Any], *args: Any,
+            render: Callable[[BaseException], str] = error_html) -> tuple[bool, Any]:
+    """The one error guard of the panels' handlers: run ``fn(*args)``; on a backend error show it
+    in ``target`` (with ``render``: the error box by default) and return ``(False, None)``."""
     try:
-        return True, fn()
+        return True, fn(*args)
     except backend_errors() as exc:
-        target.value = error_html(exc)
+        target.value = render(exc)
         return False, None
 
 

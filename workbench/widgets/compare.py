@@ -6,12 +6,8 @@ from typing import Any
 
 import ipywidgets as W
 
-from ..client import APIError
-from ..errors import WorkbenchError
 from .charts import DEFAULT_CAP, PALETTE, add_line, downsample, line_chart
-from .common import esc, fmt, inline_error_html
-
-BACKEND_ERRORS = (WorkbenchError, APIError)
+from .common import esc, fmt, guarded, inline_error_html
 
 # winner key of backend.compare → the comparison column it rewards
 WINNER_COLUMNS = {
@@ -32,8 +28,6 @@ STYLE = """<style>
 .wb-compare-panel td.wb-winner{background:#d4edda;font-weight:bold}
 .wb-compare-panel .wb-error-text{color:#b00020}
 </style>"""
-
-
 
 
 class JobsComparison:
@@ -74,11 +68,8 @@ class JobsComparison:
         display(self.widget)
 
     def _guard(self, fn: Any, *args: Any) -> Any:
-        try:
-            return fn(*args)
-        except BACKEND_ERRORS as exc:
-            self.error.value = inline_error_html(exc)
-            return None
+        """Run ``fn`` under the panels' one guard: a backend error lands in the error HTML."""
+        return guarded(self.error, fn, *args, render=inline_error_html)[1]
 
     def refresh(self) -> None:
         """Reload the job list, keeping the selection where the jobs still exist."""
@@ -100,8 +91,8 @@ class JobsComparison:
         self.table.value = _table_html(result)
         self.chart.marks = []
         for i, job_id in enumerate(ids):
-            train = [e for e in self.backend.metrics(job_id) if e.get("type") == "train" and e.get("loss") is not None]
-            xs, ys = downsample([e["step"] for e in train], [e["loss"] for e in train], self.cap)
+            train = [r for r in self.backend.rows(job_id) if r.get("train_loss") is not None]
+            xs, ys = downsample([r["step"] for r in train], [r["train_loss"] for r in train], self.cap)
             add_line(self.chart, job_id, xs, ys, PALETTE[i % len(PALETTE)])
 
 

@@ -3,7 +3,7 @@
 Every action is a call on a :class:`~workbench.widgets.backend.Backend`. Live updates come from
 ``backend.events(job_id)``, consumed by ONE daemon thread per followed job: picking another job
 bumps a generation counter and the old thread stops at its next item. Following a job first
-loads its history (``backend.metrics``) and then consumes events, de-duplicated by
+loads its history (``backend.rows``) and then consumes events, de-duplicated by
 ``(type, step)`` because the local event stream starts at the beginning of ``metrics.jsonl``.
 Nothing is reloaded on a timer: logs refresh on status changes and eval/checkpoint events,
 the checkpoints table on checkpoint events and when the job ends.
@@ -16,18 +16,11 @@ from typing import Any
 
 import ipywidgets as W
 
-from ..client import APIError
-from ..errors import WorkbenchError
+from ..job_states import FINAL, actions
 from .charts import DEFAULT_CAP, Downsampler, line_chart, set_points
-from .common import esc, fmt, inline_error_html
+from .common import backend_errors, esc, fmt, guarded, inline_error_html
 
-FINAL = {"completed", "failed", "cancelled"}
-CAN_PAUSE = {"pending", "running"}
-CAN_RESUME = {"paused"}
-CAN_CANCEL = {"queued", "pending", "running", "paused"}
-TEMPLATE_NAMES = ("default", "sft", "lora", "full")
 LOG_LINES = 30
-BACKEND_ERRORS = (WorkbenchError, APIError)
 
 STATUS_FIELDS = [
     ("status", "Status"), ("progress", "Progress %"), ("current_step", "Step"), ("total_steps", "Total steps"),
@@ -45,8 +38,6 @@ STYLE = """<style>
 .wb-monitor-panel .wb-error-text{color:#b00020}
 .wb-monitor-panel pre.wb-log{max-height:320px;overflow:auto;background:#f7f7f7;font-size:11px;padding:4px}
 </style>"""
-
-
 
 
 class TrainingMonitor:
@@ -159,7 +150,7 @@ class TrainingMonitor:
 
         self._guard(self._load_choices)
         if job_id:
-            self.follow(job_id)
+            self._guard(self.follow, job_id)
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
@@ -168,13 +159,8 @@ class TrainingMonitor:
 
     # ------------------------------------------------------------------ helpers
     def _guard(self, fn: Any, *args: Any) -> Any:
-        """Run ``fn``; a backend error lands in the error HTML instead of escaping a handler."""
-        try:
-            out = fn(*args)
-        except BACKEND_ERRORS as exc:
-            self.error.value = inline_error_html(exc)
-            return None
-        return out
+        """Run ``fn`` under the panels' one guard: a backend error lands in the error HTML."""
+        return guarded(self.error, fn, *args, render=inline_error_html)[1]
 
     def _reset_series(self) -> None:
         self.series = {name: Downsampler(self.cap) for name in ("loss", "eval_loss", "lr", "tps", "ttps")}
@@ -205,9 +191,9 @@ class TrainingMonitor:
         self._set_options(self.dataset, datasets)
         self._set_options(self.val_dataset, datasets)
         try:
-            names = list(self.backend.templates()) or list(TEMPLATE_NAMES)
-        except BACKEND_ERRORS:
-            names = list(TEMPLATE_NAMES)
+            names = list(self.backend.templates())
+        except backend_errors():
+            names = ["default"]  # the server is unreachable: the default template still names a config
         configs = [(f"template: {n}", n) for n in names]
         configs += [(f"{c['name']} ({c['id']})", c["id"]) for c in self.backend.list_configs()]
         self._set_options(self.config, configs, "default")
@@ -269,8 +255,8 @@ class TrainingMonitor:
         job_id = self.job_id
         self._apply_status(self.backend.status(job_id))
         with self._lock:
-            for event in self.backend.metrics(job_id):
-                self._add_metric(event)
+            for row in self.backend.rows(job_id):
+                self._add_row(row)
             self._redraw()
         self._refresh_logs()
         self._refresh_checkpoints()
@@ -281,7 +267,7 @@ class TrainingMonitor:
                 if gen != self._gen:
                     return
                 self.handle_event(item)
-        except BACKEND_ERRORS as exc:
+        except backend_errors() as exc:
             if gen == self._gen:
                 self.error.value = inline_error_html(exc)
         except Exception as exc:  # a dead stream must not kill the kernel's thread silently
@@ -293,7 +279,7 @@ class TrainingMonitor:
         if item.get("kind") == "status":
             try:
                 self._apply_status(self.backend.status(self.job_id))
-            except BACKEND_ERRORS:
+            except backend_errors():
                 self._apply_status({**self.status, "status": item.get("status"), "error": item.get("error")})
             self._guard(self._refresh_logs)
             self._guard(self._load_jobs)  # the picker's labels show each job's status
@@ -322,6 +308,17 @@ class TrainingMonitor:
             self._guard(self._refresh_logs)
             if kind == "checkpoint":
                 self._guard(self._refresh_checkpoints)
+
+    def _add_row(self, row: dict[str, Any]) -> None:
+        """Add one history row (a train point and/or the step's eval) as the events it stands for."""
+        step = row.get("step")
+        if row.get("train_loss") is not None or row.get("learning_rate") is not None:
+            self._add_metric({"type": "train", "step": step, "loss": row.get("train_loss"),
+                              "learning_rate": row.get("learning_rate"),
+                              "tokens_per_second": row.get("tokens_per_second"),
+                              "trained_tokens_per_second": row.get("trained_tokens_per_second")})
+        if row.get("eval_loss") is not None:
+            self._add_metric({"type": "eval", "step": step, "eval_loss": row["eval_loss"]})
 
     def _add_metric(self, e: dict[str, Any]) -> bool:
         """Add one metrics event to the series unless already seen; True when it was new."""
@@ -359,9 +356,11 @@ class TrainingMonitor:
         """Show a status dict: buttons enabled per state, progress, ETA and the status table."""
         self.status = dict(status)
         state = status.get("status")
-        self.pause_button.disabled = state not in CAN_PAUSE
-        self.resume_button.disabled = state not in CAN_RESUME
-        self.cancel_button.disabled = state not in CAN_CANCEL
+        allowed = status.get("actions")
+        allowed = actions(state or "") if allowed is None else allowed  # a status object says; an event may not
+        self.pause_button.disabled = "pause" not in allowed
+        self.resume_button.disabled = "resume" not in allowed
+        self.cancel_button.disabled = "cancel" not in allowed
         self.progress.value = float(status.get("progress") or 0.0)
         self.progress.bar_style = {"completed": "success", "failed": "danger", "cancelled": "warning"}.get(state, "")
         step, total = status.get("current_step"), status.get("total_steps")
@@ -448,7 +447,7 @@ class TrainingMonitor:
             try:
                 result = self.backend.validate(*args)
                 self.validation_html.value = _validation_html(result)
-            except BACKEND_ERRORS as exc:
+            except backend_errors() as exc:
                 self.validation_html.value = inline_error_html(exc)
             except Exception as exc:
                 self.validation_html.value = inline_error_html(f"validation failed: {exc}")

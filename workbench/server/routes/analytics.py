@@ -8,8 +8,8 @@ from pydantic import Field
 from starlette.requests import Request
 
 from ...results import analytics
+from ..common import Loose, Query, call, owner
 from ..openapi import Registry
-from ._common import Loose, Query, call, owner
 
 api = Registry("analytics", "job analytics")
 

@@ -13,14 +13,13 @@ from pydantic import Field
 from starlette.requests import Request
 
 from ...configs import TEMPLATES, template
+from ..common import Body, Loose, Success, call, owner, services
 from ..errors import MethodNotAllowed
 from ..openapi import Registry
-from ._common import Body, Loose, Success, call, owner, services
 
 api = Registry("configs", "saved training configurations")
 
-TemplateName = Literal["default", "sft", "lora", "full"]
-assert set(TemplateName.__args__) == set(TEMPLATES)  # type: ignore[attr-defined]
+TemplateName = Literal[tuple(TEMPLATES)]  # type: ignore[valid-type]  # the core's templates, named once
 
 
 class ConfigCreate(Body):

@@ -30,13 +30,13 @@ from starlette.responses import Response, StreamingResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ...errors import NotFound, QuotaExceeded, WorkbenchError
-from ...jobs.state import FINAL
+from ...job_states import FINAL
 from ...jobs.watch import watch
 from ...quotas import STREAMS
+from ..common import Query, call, services
 from ..errors import error_body, json_response
 from ..openapi import Registry
-from ._common import Query, call, services
-from ._json import dumps
+from ..responses import dumps
 
 api = Registry("live", "live job events")
 log = logging.getLogger("workbench.server")

@@ -8,9 +8,9 @@ from starlette.requests import Request
 
 from ... import models
 from ...errors import Forbidden
+from ..common import Loose, call, owner
 from ..errors import json_response
 from ..openapi import Registry
-from ._common import Loose, call, owner
 
 api = Registry("models", "the model registry")
 

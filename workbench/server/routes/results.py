@@ -13,8 +13,19 @@ from ... import signing
 from ...jobs.service import JobService
 from ...results import downloads, evaluate
 from ...results.downloads import download_path
+from ..common import (
+    Body,
+    Loose,
+    Query,
+    call,
+    call_in,
+    call_long,
+    owner,
+    plain_name,
+    pool,
+    stream_long,
+)
 from ..openapi import Registry
-from ._common import Body, Loose, Query, call, call_in, call_long, owner, plain_name, pool, stream_long
 
 api = Registry("results", "validation and downloads")
 

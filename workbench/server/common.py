@@ -22,15 +22,15 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from ... import home
-from ... import settings as core_settings
-from ...configs import ConfigService
-from ...datasets import DatasetService
-from ...errors import InvalidInput, TooLarge
-from ...jobs.executor import Executor, LocalExecutor
-from ...jobs.service import JobService
-from ..errors import BadRequest, InvalidPath, UnsupportedMediaType, invalid_from_pydantic
-from ._json import ORJSONResponse  # noqa: F401  (re-exported for the route modules)
+from .. import home
+from .. import settings as core_settings
+from ..configs import ConfigService
+from ..datasets import DatasetService
+from ..errors import InvalidInput, TooLarge
+from ..jobs.executor import Executor, get_executor
+from ..jobs.service import JobService
+from .errors import BadRequest, InvalidPath, UnsupportedMediaType, invalid_from_pydantic
+from .responses import ORJSONResponse  # noqa: F401  (re-exported for the route modules)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -57,7 +57,7 @@ class Services:
     in-process, a cloud backend).
     """
 
-    executor: Executor = field(default_factory=LocalExecutor)
+    executor: Executor = field(default_factory=get_executor)
 
     @property
     def jobs(self) -> JobService:
@@ -266,8 +266,8 @@ def model_ref(request: Request, ref: str | None, field: str) -> str | None:
     ``WORKBENCH_IMPORT_DIR``, as for ``dataset_path``. Built-in, registered and hub ids pass.
     """
     if ref:
-        from ...imports import check_import_path, looks_like_path
-        from ...models import BUILTINS
+        from ..imports import check_import_path, looks_like_path
+        from ..models import BUILTINS
 
         if ref not in BUILTINS and looks_like_path(ref):
             return str(check_import_path(ref, field))

@@ -1,32 +1,29 @@
-"""The per-step metrics history of a job: one row per logged step, train and eval merged.
+"""The per-step rows of a job, ``history.jsonl``: one row per logged step, train and eval merged.
 
-``metrics.jsonl`` is the event log; the history (the reference's "local metrics" rows) is a
-fold of it. Folding a 100k-step log takes ~1 s of JSON parsing on a small machine, so the job
-also writes the folded rows to ``history.jsonl`` as each step becomes final (its eval merged
-in): serving a long history is then reading bytes, plus folding the one or two events logged
-since the last final row (:func:`tail_rows`, which reads ``metrics.jsonl`` from its end).
+The events log is the truth; the rows (the reference's "local metrics") are a fold of it.
+Folding a 100k-step log takes ~1 s of JSON parsing on a small machine, so the job also writes
+the folded rows as each step becomes final (its eval merged in): serving a long history is
+then reading bytes, plus folding the one or two events logged since the last final row
+(:func:`tail_rows`, which reads the log from its end). :func:`read_rows` is the one reader.
 
-Invariant kept by :class:`HistoryWriter`: ``history.jsonl`` holds, in step order, the rows of
-every step up to its last one, exactly as :func:`fold_rows` would give them from the events in
-``metrics.jsonl`` logged up to that step; events after the last row's step come later in the log.
-A step logged out of order (an eval of an earlier step, a run that logs a step again) rewrites
-the file from the log, atomically, so the invariant holds whatever the engine does.
+Invariant kept by :class:`RowWriter`: ``history.jsonl`` holds, in step order, the rows of
+every step up to its last one, exactly as :func:`fold_rows` would give them from the events
+logged up to that step; events after the last row's step come later in the log. A step
+logged out of order (an eval of an earlier step, a run that logs a step again) rewrites the
+file from the log, atomically, so the invariant holds whatever the engine does.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from ..store import append_bytes, atomic_write_bytes
-from .progress import iter_events, parse_line
-
-HISTORY = "history.jsonl"
-_BLOCK = 1 << 16
+from .events import iter_events, lines_backwards, parse_line
+from .layout import EVENTS, ROWS
 
 
 def merge(rows: dict[int, dict[str, Any]], ev: dict[str, Any], step: int, job_id: str) -> None:
@@ -41,7 +38,8 @@ def merge(rows: dict[int, dict[str, Any]], ev: dict[str, Any], step: int, job_id
             "grad_norm": g("grad_norm"), "gpu_memory_allocated_gb": g("gpu_memory_allocated_gb"),
             "gpu_memory_reserved_gb": g("gpu_memory_reserved_gb"),
             "gpu_utilization_percent": g("gpu_utilization_percent"), "samples_per_second": g("samples_per_second"),
-            "tokens_per_second": g("tokens_per_second"), "created_at": g("timestamp"),
+            "tokens_per_second": g("tokens_per_second"),
+            "trained_tokens_per_second": g("trained_tokens_per_second"), "created_at": g("timestamp"),
         }
         return
     if row is None:
@@ -50,7 +48,7 @@ def merge(rows: dict[int, dict[str, Any]], ev: dict[str, Any], step: int, job_id
             "eval_loss": None, "train_perplexity": None, "perplexity": None, "learning_rate": None,
             "grad_norm": None, "gpu_memory_allocated_gb": None, "gpu_memory_reserved_gb": None,
             "gpu_utilization_percent": None, "samples_per_second": None, "tokens_per_second": None,
-            "created_at": ev.get("timestamp"),
+            "trained_tokens_per_second": None, "created_at": ev.get("timestamp"),
         }
     row["eval_loss"], row["perplexity"] = ev.get("eval_loss"), ev.get("eval_perplexity")
 
@@ -65,7 +63,7 @@ def step_of(ev: Any) -> int | None:
 
 
 def fold_rows(events: Iterable[dict[str, Any]], job_id: str) -> list[dict[str, Any]]:
-    """The history rows of a sequence of events, ordered by step (the definition the file must match)."""
+    """The rows of a sequence of events, ordered by step (the definition the file must match)."""
     rows: dict[int, dict[str, Any]] = {}
     for ev in events:
         step = step_of(ev)
@@ -74,25 +72,11 @@ def fold_rows(events: Iterable[dict[str, Any]], job_id: str) -> list[dict[str, A
     return [rows[s] for s in sorted(rows)]
 
 
-def _lines_backwards(path: Path) -> Iterator[bytes]:
-    """The file's complete lines, last first, read in 64 KiB blocks from the end."""
-    with open(path, "rb") as fh:
-        pos = fh.seek(0, os.SEEK_END)
-        carry = b""
-        while pos > 0:
-            n = min(_BLOCK, pos)
-            pos -= n
-            fh.seek(pos)
-            lines = (fh.read(n) + carry).split(b"\n")
-            carry = lines.pop(0) if pos > 0 else b""
-            yield from reversed(lines)
-
-
 def tail_rows(metrics: Path, after: int | None, job_id: str) -> list[dict[str, Any]]:
     """Rows of the events logged after the last train/eval event at a step ≤ ``after``."""
     events: list[dict[str, Any]] = []
     try:
-        for line in _lines_backwards(metrics):
+        for line in lines_backwards(metrics):
             if len(line) < 3:
                 continue
             ev = parse_line(line)  # None: a line being written right now, or a corrupt one
@@ -107,10 +91,10 @@ def tail_rows(metrics: Path, after: int | None, job_id: str) -> list[dict[str, A
     return fold_rows(reversed(events), job_id)
 
 
-def last_step(history: Path) -> int | None:
+def last_step(rows_file: Path) -> int | None:
     """The step of the file's last complete row."""
     try:
-        for line in _lines_backwards(history):
+        for line in lines_backwards(rows_file):
             row = parse_line(line) if len(line) > 2 else None
             if row is not None and isinstance(row.get("step"), int):
                 return row["step"]
@@ -119,7 +103,7 @@ def last_step(history: Path) -> int | None:
     return None
 
 
-class HistoryWriter:
+class RowWriter:
     """Keeps ``history.jsonl`` in step with ``metrics.jsonl``; the job process is its only writer.
 
     Call :meth:`add` with each event right after appending it to ``metrics.jsonl``, and
@@ -128,8 +112,8 @@ class HistoryWriter:
     """
 
     def __init__(self, job_dir: Path, job_id: str | None = None):
-        self.path = job_dir / HISTORY
-        self.metrics = job_dir / "metrics.jsonl"
+        self.path = job_dir / ROWS
+        self.metrics = job_dir / EVENTS
         self.job_id = job_id or job_dir.name
         self.pending: dict[str, Any] | None = None
         self.last = last_step(self.path)
@@ -173,3 +157,19 @@ class HistoryWriter:
         atomic_write_bytes(self.path, b"".join(orjson.dumps(r) + b"\n" for r in rows))
         self.last = rows[-1]["step"] if rows else None
         self.pending = None
+
+
+def read_rows(job_dir: Path) -> list[dict[str, Any]]:
+    """Every row of a job, in step order: the written rows plus those of events logged since.
+
+    The one reader of step rows (status views, ``JobService.metrics``-style readers, the
+    remote widgets). A job from before ``history.jsonl`` existed is folded from its log.
+    """
+    rows_file, events = job_dir / ROWS, job_dir / EVENTS
+    try:
+        data = rows_file.read_bytes()
+    except FileNotFoundError:
+        return fold_rows(iter_events(events), job_dir.name)
+    rows = [r for line in data.splitlines() if (r := parse_line(line)) is not None]
+    last = rows[-1]["step"] if rows and isinstance(rows[-1].get("step"), int) else None
+    return rows + tail_rows(events, last, job_dir.name)

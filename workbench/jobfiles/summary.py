@@ -1,98 +1,30 @@
-"""Reading a job's metrics events and folding them into a running summary.
+"""The summary: the events folded into what a status needs, kept in ``summary.json``.
 
-The summary (``summary.json``) is what status requests read, so status stays O(1)
-however long the metrics history grows. ``fold`` is the single definition of every
-derived field; the training callback applies it per event and :func:`rebuild` replays
-``metrics.jsonl`` when the summary is missing.
+Status requests read the summary, so status stays O(1) however long the events log grows.
+:func:`fold` is the single definition of every derived field; the training callback applies
+it per event and :func:`rebuild` replays the log when the summary is missing.
 """
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from ..store import atomic_write_json
+from .events import NONFINITE, finite_json, iter_events
+from .layout import EVENTS, SUMMARY
 
 TREND_TOLERANCE = 0.01
 
 
-def _ppl(loss: float) -> float:
-    return round(math.exp(min(loss, 50.0)), 4)
-
-
-# --- non-finite numbers ------------------------------------------------------------------------
-# JSON has no NaN or Infinity: Python's json writes them anyway, and orjson (every reader here)
-# rejects such a line. So writers replace them with null and name the keys in ``nonfinite``.
-
-NONFINITE = "nonfinite"
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
-def finite_event(event: dict[str, Any]) -> dict[str, Any]:
-    """The event with each non-finite float (NaN, ±inf) as None, its keys listed in ``nonfinite``."""
-    bad = [k for k, v in event.items() if isinstance(v, float) and not math.isfinite(v)]
-    if not bad:
-        return event
-    out = {k: (None if k in bad else v) for k, v in event.items()}
-    out[NONFINITE] = sorted(set(out.get(NONFINITE) or []) | set(bad))
-    return out
-
-
-def finite_json(obj: Any) -> Any:
-    """``obj`` with every non-finite float, however deep, as None (for summaries and results)."""
-    return _finite(obj)
-
-
-def parse_line(line: bytes | str) -> dict[str, Any] | None:
-    """One metrics/history line as a dict; None for a line that is not one (never raises).
-
-    A line being appended right now, a corrupt one, or one that is not a JSON object is None.
-    A line with a bare ``NaN``/``Infinity`` (written before writers made them null) is read
-    with the standard library and made finite like :func:`finite_event`.
-    """
-    try:
-        ev = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        try:
-            ev = json.loads(line)
-        except (ValueError, RecursionError):
-            return None
-        if isinstance(ev, dict):
-            ev = finite_event(ev)
-    except RecursionError:  # pragma: no cover - orjson limits depth itself
+def perplexity(loss: float | None) -> float | None:
+    """``exp(loss)``, capped at e^50, rounded; None for no (or a non-finite) loss."""
+    if loss is None or not math.isfinite(loss):
         return None
-    return ev if isinstance(ev, dict) else None
-
-
-def iter_events(path: Path, types: set[str] | None = None) -> Iterator[dict[str, Any]]:
-    """The events of ``metrics.jsonl`` in order; lines that do not parse are skipped."""
-    try:
-        fh = open(path, "rb")
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-        return
-    with fh:
-        for line in fh:
-            if not line.strip():
-                continue
-            ev = parse_line(line)
-            if ev is None:  # a line being appended right now, or a corrupt one
-                continue
-            if types is None or ev.get("type") in types:
-                yield ev
+    return round(math.exp(min(loss, 50.0)), 4)
 
 
 def empty_summary() -> dict[str, Any]:
@@ -108,13 +40,6 @@ def divergence_message(metric: str, step: int | None, value: str = "NaN") -> str
     return (f"{metric} became {value}{at} (exploding loss: learning rate too high, bad data, or numerical "
             "instability). Try reducing the learning rate, using gradient clipping (max_grad_norm, e.g. 1.0) "
             "or checking the data.")
-
-
-def nonfinite_value(value: Any) -> str | None:
-    """``"NaN"`` or ``"infinite"`` for a non-finite float, None for anything else."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else "infinite"
-    return None
 
 
 def _mark_diverged(s: dict[str, Any], ev: dict[str, Any], metric: str) -> None:
@@ -182,12 +107,12 @@ def loss_trend(s: dict[str, Any]) -> str | None:
 
 
 def summary_path(job_dir: Path) -> Path:
-    return job_dir / "summary.json"
+    return job_dir / SUMMARY
 
 
 def rebuild(job_dir: Path) -> dict[str, Any]:
     s = empty_summary()
-    for ev in iter_events(job_dir / "metrics.jsonl"):
+    for ev in iter_events(job_dir / EVENTS):
         fold(s, ev)
     return s
 
