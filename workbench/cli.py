@@ -119,11 +119,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _where(job_id: str, st: dict[str, Any]) -> dict[str, Any]:
-    jd = home.job_dir(job_id)
+    from .jobfiles import job_folder
+
+    jf = job_folder(job_id)
     return {"job": job_id, "status": st["status"], "loss": st["loss"], "eval_loss": st["eval_loss"],
-            "best_eval_loss": st["best_eval_loss"], "notebook(s)": str(jd / "notebooks"),
-            "checkpoints": str(jd / "output"), "metrics": str(jd / "metrics.jsonl"),
-            "log": str(jd / "training.log"), "error": st["error"]}
+            "best_eval_loss": st["best_eval_loss"], "notebook(s)": str(jf.notebook(1).parent),
+            "checkpoints": str(jf.output), "metrics": str(jf.events), "log": str(jf.log), "error": st["error"]}
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .jobfiles import JobFolder
 from .records import LOCAL_USER
 
 __all__ = ["FAST", "FINISHED_LORA", "TrainedJob", "as_cli_args", "as_overrides", "copy_job", "fast",
@@ -211,7 +212,7 @@ def copy_job(source: TrainedJob, *, owner: str = LOCAL_USER, name: str | None = 
     from .tinymodel import ensure_tiny_chat
 
     record = source.record()
-    spec = json.loads((source.folder / "job.json").read_text())
+    spec = json.loads(JobFolder(source.folder).spec.read_text())
     ensure_tiny_chat(progress=False)
     sample = DatasetService().register_sample(owner)
     new = new_id("job")
@@ -232,10 +233,10 @@ def copy_job(source: TrainedJob, *, owner: str = LOCAL_USER, name: str | None = 
                 path.write_text(rewrite(text))
         elif path.name == "training_args.bin":
             _rewrite_training_args(path, rewrite)
-    spec = json.loads((dest / "job.json").read_text())
+    spec = json.loads(JobFolder(dest).spec.read_text())
     spec["owner"] = owner
     spec["dataset"] = {"id": sample["id"], "name": sample["name"], "path": sample["path"], "sha256": sample["sha256"]}
-    atomic_write_json(dest / "job.json", spec)
+    atomic_write_json(JobFolder(dest).spec, spec)
     copied = json.loads(rewrite(json.dumps(record)))
     copied.update({"owner": owner, "dataset_id": sample["id"]})
     if name is not None:

@@ -33,11 +33,11 @@ def fmt_duration(seconds: float | None, *, full: bool = False) -> str | None:
 
 
 def last_update(job: dict[str, Any]) -> float:
-    jd = home.job_dir(job["id"])
+    folder = job_folder(job["id"])
     times = [parse_iso(job["updated_at"]).timestamp()]
-    for name in ("metrics.jsonl", "training.log"):
+    for path in (folder.events, folder.log):
         try:
-            times.append(os.path.getmtime(jd / name))
+            times.append(os.path.getmtime(path))
         except FileNotFoundError:
             pass
     return max(times)
