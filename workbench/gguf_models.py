@@ -25,19 +25,16 @@ file is written last and marks a complete build. Converting SmolLM2-135M takes ~
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
 
 from . import home
-from .errors import Conflict, ModelUnavailable
+from .errors import ModelUnavailable
 from .records import now_iso
+from .store import build_folder_once
 
 RECIPE_VERSION = 1  # bump when the conversion changes: cached folders of another version are rebuilt
 METADATA_FILE = "workbench_model.json"
@@ -138,26 +135,14 @@ def ensure_converted(gguf_path: Path, dest: Path, *, name: str | None = None, pr
     """
     dest = Path(dest).expanduser().resolve()
     name = name or dest.name
-    if is_built(dest):
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(dest.parent / f".{dest.name}.lock"), timeout=900):
-        if is_built(dest):
-            return dest
-        if (dest.exists() or dest.is_symlink()) and not _replaceable(dest):
-            raise Conflict(f"{dest} exists and is not a converted {name}; remove it or choose another folder",
-                           field="dest")
-        tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.build-"))
-        tmp.chmod(0o755)  # mkdtemp makes it private; the published model is an ordinary readable folder
-        try:
-            if progress:
-                print(f"Converting {name} from {Path(gguf_path).name} into {dest} (first use, under a minute)...",
-                      file=sys.stderr)
-            convert(Path(gguf_path), tmp, name)
-            _publish(tmp, dest)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return dest
+
+    def build(tmp: Path) -> None:
+        if progress:
+            print(f"Converting {name} from {Path(gguf_path).name} into {dest} (first use, under a minute)...",
+                  file=sys.stderr)
+        convert(Path(gguf_path), tmp, name)
+
+    return build_folder_once(dest, build, is_built=is_built, replaceable=_replaceable, what=f"converted {name}")
 
 
 def _replaceable(dest: Path) -> bool:
@@ -166,11 +151,3 @@ def _replaceable(dest: Path) -> bool:
         return False
     meta = read_metadata(dest)
     return (meta is not None and meta.get("source") == SOURCE) or not any(dest.iterdir())
-
-
-def _publish(tmp: Path, dest: Path) -> None:
-    if _replaceable(dest):
-        trash = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-        os.rename(dest, trash)
-        shutil.rmtree(trash, ignore_errors=True)
-    os.rename(tmp, dest)

@@ -288,3 +288,38 @@ def get_store() -> Store:
     if path not in _stores:
         _stores[path] = Store(path)
     return _stores[path]
+
+
+def build_folder_once(dest: Path, build: Callable[[Path], None], *, is_built: Callable[[Path], bool],
+                      replaceable: Callable[[Path], bool], what: str) -> Path:
+    """``dest``, built by ``build(tmp)`` on first use only: a folder is published whole or not at all.
+
+    Safe across processes: a file lock makes one process build while the others wait, and the
+    build goes to a temp folder renamed into place. A stale build (``replaceable``) is moved out
+    of the way first; anything else already at ``dest`` is a user's own files: a Conflict.
+    """
+    import shutil
+
+    from .errors import Conflict
+
+    dest = Path(dest).expanduser().resolve()
+    if is_built(dest):
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(dest.parent / f".{dest.name}.lock"), timeout=900):
+        if is_built(dest):
+            return dest
+        if (dest.exists() or dest.is_symlink()) and not replaceable(dest):
+            raise Conflict(f"{dest} exists and is not a {what}; remove it or choose another folder", field="dest")
+        tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.build-"))
+        tmp.chmod(0o755)  # mkdtemp makes it private; a published model is an ordinary readable folder
+        try:
+            build(tmp)
+            if replaceable(dest):
+                trash = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+                os.rename(dest, trash)
+                shutil.rmtree(trash, ignore_errors=True)
+            os.rename(tmp, dest)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return dest

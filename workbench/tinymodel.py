@@ -22,16 +22,14 @@ import math
 import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
 
 from . import home
-from .errors import Conflict
 from .records import now_iso
+from .store import build_folder_once
 
 NAME = "tiny-chat"
 RECIPE_VERSION = 1  # bump when the recipe changes: cached builds with another version are rebuilt
@@ -252,28 +250,17 @@ def ensure_tiny_chat(dest: Path | None = None, *, progress: bool = True) -> Path
     use, so tests and developers share one build across many workbench homes.
     """
     dest = Path(dest).expanduser().resolve() if dest else default_path()
-    if is_built(dest):
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(dest.parent / f".{dest.name}.lock"), timeout=900):
-        if is_built(dest):
-            return dest
-        if (dest.exists() or dest.is_symlink()) and not _replaceable(dest):
-            raise Conflict(f"{dest} exists and is not a {NAME} build; remove it or choose another folder", field="dest")
-        tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.build-"))
-        tmp.chmod(0o755)  # mkdtemp makes it private; the published model is an ordinary readable folder
-        try:
-            cache = _cache_dir()
-            if cache is not None and cache != dest:
-                _copy_build(ensure_tiny_chat(cache, progress=progress), tmp)
-            else:
-                if progress:
-                    print(f"Building {NAME} into {dest} (first use, about 30 s)...", file=sys.stderr)
-                build_tiny_chat(tmp, progress)
-            _publish(tmp, dest)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return dest
+
+    def build(tmp: Path) -> None:
+        cache = _cache_dir()
+        if cache is not None and cache != dest:
+            _copy_build(ensure_tiny_chat(cache, progress=progress), tmp)
+        else:
+            if progress:
+                print(f"Building {NAME} into {dest} (first use, about 30 s)...", file=sys.stderr)
+            build_tiny_chat(tmp, progress)
+
+    return build_folder_once(dest, build, is_built=is_built, replaceable=_replaceable, what=f"{NAME} build")
 
 
 def _cache_dir() -> Path | None:
@@ -292,12 +279,3 @@ def _replaceable(dest: Path) -> bool:
     if dest.is_symlink() or not dest.is_dir():
         return False
     return read_metadata(dest) is not None or not any(dest.iterdir())
-
-
-def _publish(tmp: Path, dest: Path) -> None:
-    """Rename the finished build to ``dest``, moving a stale build out of the way first."""
-    if _replaceable(dest):
-        trash = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-        os.rename(dest, trash)
-        shutil.rmtree(trash, ignore_errors=True)
-    os.rename(tmp, dest)
