@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from workbench.configs import TEMPLATES, ConfigService, apply_overrides, template, validate_config
+from workbench.configs import RESUME_SAFE_KEYS, TEMPLATES, ConfigService, apply_overrides, template, validate_config
 from workbench.errors import InvalidInput, NotFound
 
 
@@ -14,9 +14,14 @@ def test_keys_use_hugging_face_training_arguments_names() -> None:
     hf = set(TrainingArguments.__dataclass_fields__)
     cfg = template("default")["training"]
     for key in ("num_train_epochs", "per_device_train_batch_size", "learning_rate", "max_steps", "eval_steps",
-                "save_steps", "logging_steps", "gradient_accumulation_steps", "warmup_steps", "weight_decay",
+                "save_steps", "logging_steps", "logging_first_step", "gradient_accumulation_steps", "warmup_steps", "weight_decay",
                 "lr_scheduler_type", "seed", "save_total_limit", "max_grad_norm"):
         assert key in cfg and key in hf
+
+
+def test_the_first_step_is_logged_by_default_so_the_first_loss_shows_at_once() -> None:
+    assert template("default")["training"]["logging_first_step"] is True
+    assert "training.logging_first_step" in RESUME_SAFE_KEYS
 
 
 def test_every_template_is_valid_and_distinct() -> None:

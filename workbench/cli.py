@@ -354,6 +354,144 @@ def cmd_users(args: argparse.Namespace) -> int:
     return 0
 
 
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+def _server_up(url: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(f"{url.rstrip('/')}/health", timeout=0.5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    """Deploy a job's checkpoint: through the running server when there is one (it loads the model
+    at once), else recorded here and loaded by the next ``workbench serve``."""
+    body = {"provider": args.provider, "deployment_name": args.name or args.job_id, "training_job_id": args.job_id,
+            "checkpoint_selection": args.checkpoint, "budget_limit": args.budget,
+            "cost_per_request": args.cost_per_request, "gpu_type": args.gpu, "min_workers": args.min_workers,
+            "max_workers": args.max_workers, "auto_stop_on_budget": not args.no_auto_stop, "merged": args.merged}
+    body = {k: v for k, v in body.items() if v is not None}
+    if _server_up(args.url):
+        from .client import APIError, TrainingClient
+
+        with TrainingClient(args.url) as c:
+            try:
+                out = c.request("POST", "/api/inference/deploy", json=body, timeout=600)
+            except APIError as exc:
+                raise WorkbenchError(exc.message, field=exc.field) from None
+    else:
+        from .serving.deployments import DeploymentService
+
+        out = DeploymentService().deploy(body, base_url=args.url, activate=False)
+    if args.json:
+        _print(out, True)
+        return 0
+    base = out.get("endpoint_url") or f"{args.url}/v1"
+    print(f"deployed {out['deployment_id']} as model '{out['model_name']}' ({out['status']}; checkpoint "
+          f"{out['checkpoint']}, ${out['cost_per_request']}/request, budget {out['budget_limit']})")
+    if out["status"] == "deploying" and args.provider == "local":
+        print(f"no server answers at {args.url}: start it with `workbench serve` and the model loads there")
+    if args.provider == "local":
+        print("talk to it with the openai SDK:\n"
+              "  from openai import OpenAI\n"
+              f"  client = OpenAI(base_url='{base}', api_key='$(workbench token)')\n"
+              f"  client.chat.completions.create(model='{out['model_name']}', "
+              "messages=[{'role': 'user', 'content': 'Hello'}])\n"
+              f"or: workbench chat {out['model_name']} 'Hello'")
+    return 0
+
+
+def cmd_deployments(args: argparse.Namespace) -> int:
+    from .serving.deployments import DeploymentService
+
+    svc = DeploymentService()
+    if args.action == "list":
+        deps = [svc.status(d["id"])["deployment"] for d in svc.list()]
+        if args.json:
+            _print(deps, True)
+        for d in [] if args.json else deps:
+            spend = f"${d['current_spend']:.4f}" + (f" of ${d['budget_limit']:.2f}" if d["budget_limit"] else "")
+            print(f"{d['id']}  {d['status']:<9} {d['model_name']:<24} {d['provider']:<17} {d['checkpoint']:<14} "
+                  f"{d['request_count']} req  {spend}")
+        return 0
+    if not args.id:
+        raise WorkbenchError(f"deployments {args.action} needs a deployment id", field="id")
+    if args.action == "status":
+        _print(svc.status(args.id)["deployment"], args.json)
+    elif args.action == "stop":
+        _print(svc.stop(args.id)["final_status"], args.json)
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    """One message to a deployed model through the official openai SDK, streamed as it comes."""
+    import time
+
+    from openai import OpenAI, OpenAIError
+
+    from .client import find_token
+
+    client = OpenAI(base_url=f"{args.url.rstrip('/')}/v1", api_key=find_token(args.url) or "none", max_retries=0)
+    t0 = time.perf_counter()
+    try:
+        stream = client.chat.completions.create(model=args.model, messages=[{"role": "user", "content": args.message}],
+                                                max_tokens=args.max_tokens, temperature=args.temperature, stream=True,
+                                                stream_options={"include_usage": True})
+        tokens = None
+        for c in stream:
+            if c.choices and c.choices[0].delta.content:
+                print(c.choices[0].delta.content, end="", flush=True)
+            if c.usage:
+                tokens = c.usage.completion_tokens
+    except OpenAIError as exc:
+        raise WorkbenchError(str(exc), field="model") from None
+    print(f"\n[{tokens} tokens in {time.perf_counter() - t0:.2f} s]", file=sys.stderr)
+    return 0
+
+
+def cmd_secrets(args: argparse.Namespace) -> int:
+    """Secrets are read from stdin or a hidden prompt, never from the command line (it shows in ``ps``)."""
+    import getpass
+
+    from . import user_secrets
+
+    if args.action == "list":
+        _print(user_secrets.list_secrets(), args.json)
+        return 0
+    if not args.name:
+        raise WorkbenchError(f"secrets {args.action} needs a NAME (e.g. RUNPOD_API_KEY)", field="name")
+    if args.action == "set":
+        value = sys.stdin.readline().strip() if not sys.stdin.isatty() else getpass.getpass(f"{args.name}: ")
+        _print(user_secrets.set_secret(args.name, value), args.json)
+    else:
+        user_secrets.delete_secret(args.name)
+        print(f"deleted {args.name}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """The merged model (full weights) or a GGUF file with its Ollama Modelfile, built under the job."""
+    import shutil
+
+    from .serving import exports
+
+    if args.format == "merged":
+        src = exports.merged_folder(args.job_id, args.checkpoint)
+    else:
+        src = exports.gguf_file(args.job_id, args.checkpoint, args.quantization).parent
+    if args.out:
+        dest = Path(args.out)
+        shutil.copytree(src, dest, dirs_exist_ok=True)
+        src = dest
+    print(src)
+    if args.format == "gguf":
+        print(f"ollama: cd {src} && ollama create {args.job_id} -f Modelfile", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="workbench", description="Fine-Tune Workbench")
     sub = p.add_subparsers(dest="command", required=True)
@@ -408,6 +546,50 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("name", nargs="?", help="user name (add, token) or token id/prefix (revoke)")
     u.add_argument("--json", action="store_true")
     u.set_defaults(func=cmd_users)
+
+    dp = sub.add_parser("deploy", help="serve a job's checkpoint as an OpenAI-compatible model")
+    dp.add_argument("job_id")
+    dp.add_argument("--checkpoint", default="best", help="best | final | step-N | a checkpoint name")
+    dp.add_argument("--name", help="deployment name (the model name is its slug)")
+    dp.add_argument("--provider", default="local", choices=["local", "runpod-serverless"])
+    dp.add_argument("--budget", type=float, help="budget limit in USD (at least 1.00)")
+    dp.add_argument("--cost-per-request", type=float, help="local: USD per request")
+    dp.add_argument("--gpu", help="runpod: GPU type, e.g. 'NVIDIA RTX A4000'")
+    dp.add_argument("--min-workers", type=int)
+    dp.add_argument("--max-workers", type=int)
+    dp.add_argument("--no-auto-stop", action="store_true", help="alert only; keep serving past the budget")
+    dp.add_argument("--merged", action="store_true", help="serve a merged model instead of base + adapter")
+    dp.add_argument("--url", default=DEFAULT_URL, help="the workbench server")
+    dp.add_argument("--json", action="store_true")
+    dp.set_defaults(func=cmd_deploy)
+
+    ds = sub.add_parser("deployments", help="list, inspect and stop deployments")
+    ds.add_argument("action", choices=["list", "status", "stop"])
+    ds.add_argument("id", nargs="?")
+    ds.add_argument("--json", action="store_true")
+    ds.set_defaults(func=cmd_deployments)
+
+    ch = sub.add_parser("chat", help="send one message to a deployed model (openai SDK, streamed)")
+    ch.add_argument("model")
+    ch.add_argument("message")
+    ch.add_argument("--max-tokens", type=int, default=256)
+    ch.add_argument("--temperature", type=float, default=0.7)
+    ch.add_argument("--url", default=DEFAULT_URL)
+    ch.set_defaults(func=cmd_chat)
+
+    sc = sub.add_parser("secrets", help="encrypted secrets (RUNPOD_API_KEY); values come from stdin or a prompt")
+    sc.add_argument("action", choices=["set", "list", "delete"])
+    sc.add_argument("name", nargs="?")
+    sc.add_argument("--json", action="store_true")
+    sc.set_defaults(func=cmd_secrets)
+
+    ex = sub.add_parser("export", help="a checkpoint as a merged model or GGUF (+ Ollama Modelfile)")
+    ex.add_argument("job_id")
+    ex.add_argument("--checkpoint", default="final")
+    ex.add_argument("--format", choices=["merged", "gguf"], default="gguf")
+    ex.add_argument("--quantization", choices=["f16", "q8_0"], default="q8_0")
+    ex.add_argument("--out", help="copy the result into this folder")
+    ex.set_defaults(func=cmd_export)
     return p
 
 

@@ -50,6 +50,7 @@ class TrainingSection(_Section):
     save_steps: int = Field(50, ge=1)
     save_total_limit: int = Field(2, ge=1, description="keep the last K checkpoints, plus always the best")
     logging_steps: int = Field(5, ge=1)
+    logging_first_step: bool = Field(True, description="log step 1 too, so the first loss shows at once")
     seed: int = 42
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     gradient_checkpointing: bool | Literal["auto"] = "auto"
@@ -79,6 +80,7 @@ RESUME_SAFE_KEYS = {
     "training.weight_decay",
     "training.max_grad_norm",
     "training.logging_steps",
+    "training.logging_first_step",
     "training.eval_steps",
     "training.save_steps",
     "training.save_total_limit",

@@ -71,3 +71,24 @@ class QuotaExceeded(WorkbenchError):
 
     code = "QUOTA_EXCEEDED"
     http_status = 429
+
+
+class PaymentRequired(WorkbenchError):
+    """A deployment's budget is spent: the request is refused, neither billed nor counted."""
+
+    code = "BUDGET_EXCEEDED"
+    http_status = 402
+
+
+class Unauthenticated(WorkbenchError):
+    """A credential the call needs is missing (e.g. no RunPod API key among the user's secrets)."""
+
+    code = "UNAUTHENTICATED"
+    http_status = 401
+
+
+class Unavailable(WorkbenchError):
+    """A backend is busy or unreachable right now (a full generation queue, a provider down); retry later."""
+
+    code = "UNAVAILABLE"
+    http_status = 503

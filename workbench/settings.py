@@ -18,6 +18,11 @@ variable                          what                                        de
 ``WORKBENCH_MAX_UPLOAD_MB``       the largest dataset upload                  100
 ``WORKBENCH_AUTH``                ``1``: several users share the server       off (on for a
                                   (responses show no server paths)            non-loopback bind)
+``WORKBENCH_LOCAL_COST_PER_REQUEST`` USD per request of a local deployment   0
+                                  (when the deploy body names none)
+``WORKBENCH_GENERATION_QUEUE``    requests waiting per loaded model (503      64
+                                  beyond)
+``WORKBENCH_MAX_BATCH``           requests generated together in one batch    8
 ===============================  ==========================================  ==============
 """
 
@@ -74,6 +79,9 @@ class Settings(BaseModel):
     long_call_threads: int = 4
     max_upload_bytes: int = 100 * 2**20
     multi_user: bool = False
+    cost_per_request: float = Field(0.0, ge=0, description="USD billed per request of a local deployment")
+    generation_queue: int = Field(64, ge=1, description="requests waiting per loaded model before a 503")
+    max_batch: int = Field(8, ge=1, description="requests generated together in one batch")
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -91,6 +99,9 @@ class Settings(BaseModel):
             long_call_threads=_int("WORKBENCH_LONG_CALLS", 4),
             max_upload_bytes=int(_number("WORKBENCH_MAX_UPLOAD_MB", 100, float, minimum=1e-6) * 2**20),
             multi_user=os.environ.get("WORKBENCH_AUTH", "").strip().lower() in TRUE,
+            cost_per_request=_number("WORKBENCH_LOCAL_COST_PER_REQUEST", 0.0, float, minimum=0),
+            generation_queue=_int("WORKBENCH_GENERATION_QUEUE", 64),
+            max_batch=_int("WORKBENCH_MAX_BATCH", 8),
         )
 
 

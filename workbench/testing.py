@@ -35,15 +35,15 @@ from .jobfiles import JobFolder
 from .records import LOCAL_USER
 
 __all__ = ["FAST", "FINISHED_LORA", "TrainedJob", "as_cli_args", "as_overrides", "copy_job", "fast",
-           "finished_job", "scratch_home", "train_finished_job", "write_synthetic_history"]
+           "finished_job", "scratch_home", "serve_in_thread", "train_finished_job", "write_synthetic_history"]
 
 # --- the fast training config ----------------------------------------------------------------------
 
 FAST: dict[str, Any] = {"training": {
-    "max_steps": 10, "logging_steps": 5, "save_steps": 5, "torch_threads": 1,
+    "max_steps": 10, "logging_steps": 5, "logging_first_step": False, "save_steps": 5, "torch_threads": 1,
     "per_device_train_batch_size": 4, "max_seq_length": 256, "learning_rate": 1e-3,
 }}
-"""A 10-step tiny-chat run on 1 torch thread: a log line and a checkpoint every 5 steps."""
+"""A 10-step tiny-chat run on 1 torch thread: a log line and a checkpoint every 5 steps (not step 1)."""
 
 
 def fast(**changes: Mapping[str, Any]) -> dict[str, Any]:
@@ -259,6 +259,35 @@ def finished_job(cache: Path, *, owner: str = LOCAL_USER, config: str = "lora",
                  overrides: Mapping[str, Any] | None = None, tiny_chat: Path | None = None) -> dict[str, Any]:
     """A completed tiny-chat job of ``owner`` in the current home: trained once into ``cache``, then copied."""
     return copy_job(train_finished_job(cache, config=config, overrides=overrides, tiny_chat=tiny_chat), owner=owner)
+
+
+# --- a real server in this process ---------------------------------------------------------------
+
+def serve_in_thread(app: Any) -> tuple[Any, Any, int]:
+    """uvicorn serving ``app`` on a free loopback port in a daemon thread: ``(server, thread, port)``.
+
+    The socket is bound here (no port race); stop with ``server.should_exit = True; thread.join()``."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5,
+                            ws_ping_interval=None)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    return server, thread, port
 
 
 # --- a long synthetic history ---------------------------------------------------------------------

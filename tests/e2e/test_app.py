@@ -191,3 +191,33 @@ def test_a_new_user_uploads_configures_trains_pauses_and_resumes(page) -> None:
     page.wait_for_selector(".wb-monitor-checkpoints .wb-best-checkpoint", timeout=60_000)
     assert "★" in text(page, ".wb-monitor-checkpoints")
     shot(page, "5-completed")
+
+
+def test_a_user_deploys_a_finished_job_chats_with_it_and_stops_it(page, finished_lora_job_source) -> None:
+    from workbench.testing import copy_job
+
+    job = copy_job(finished_lora_job_source, name="e2e finished job")  # in the app's home (the fixture's)
+    tab(page, "Deploy")
+    page.locator("button.wb-deploy-refresh").first.click()
+    pick(page, ".wb-deploy-job", job["id"])
+    pick(page, ".wb-deploy-checkpoint", "final")
+    set_field(page, ".wb-deploy-name", "browser bot")
+    set_field(page, ".wb-deploy-budget", "1")
+    set_field(page, ".wb-deploy-cost", "0.25")
+    page.locator("button.wb-deploy-button").first.click()
+    assert "browser-bot" in wait_text(page, ".wb-deploy-message", "deployed as model", "error", timeout=180)
+    wait_text(page, ".wb-deploy-status", "active", timeout=60)
+    shot(page, "6-deployed")
+
+    page.locator(".wb-chat-prompt textarea").first.fill("What is the capital of France?")
+    page.locator("button.wb-chat-send").first.click()
+    said = wait_text(page, ".wb-chat-transcript", " tokens · ", timeout=120)
+    assert "chatcmpl-" in said
+    assert "$0.2500 of $1.00 (25.0%)" in wait_text(page, ".wb-deploy-status", "(25.0%)", timeout=30)  # the gauge
+    shot(page, "7-chat")
+
+    page.locator("button.wb-deploy-stop").first.click()
+    wait_text(page, ".wb-deploy-message", "stopped:", timeout=60)
+    assert "stopped" in wait_text(page, ".wb-deploy-status", "stopped", timeout=30)
+    assert page.locator("button.wb-chat-send").first.is_disabled()
+    shot(page, "8-stopped")

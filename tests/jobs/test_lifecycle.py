@@ -190,7 +190,8 @@ def test_queue_runs_jobs_in_order_and_hyperparameters_change_while_paused(job_ho
     first = svc.start("tiny-chat", sample["id"], "lora",  # logs each step: the pause lands after step 1
                       overrides=FAST + ["training.max_steps=10", "training.lr_scheduler_type=constant",
                                         "training.logging_steps=1"])
-    second = svc.start("tiny-chat", sample["id"], "lora", overrides=FAST + ["training.max_steps=10"])
+    second = svc.start("tiny-chat", sample["id"], "lora",  # the product default: step 1 is logged at once
+                       overrides=FAST + ["training.max_steps=10", "training.logging_first_step=true"])
     assert svc.get(second["id"])["status"] == "queued"
     (home.job_dir(first["id"]) / "control").write_text("pause")
     assert wait_for(svc, first["id"], {"paused", "failed"})["status"] == "paused"
@@ -205,7 +206,8 @@ def test_queue_runs_jobs_in_order_and_hyperparameters_change_while_paused(job_ho
     assert wait_for(svc, first["id"], {"completed", "failed"})["status"] == "completed"
     lrs = [e["learning_rate"] for e in svc.metrics(first["id"], types={"train"})]
     assert lrs == pytest.approx([1e-3] + [1e-4] * 9)  # the resumed run trains at the new learning rate
-    wait_for(svc, second["id"], {"completed", "failed"})
+    assert wait_for(svc, second["id"], {"completed", "failed"})["status"] == "completed"
+    assert [e["step"] for e in svc.metrics(second["id"], types={"train"})] == [1, 5, 10]
 
 
 def _running(pid: int) -> bool:

@@ -9,9 +9,6 @@ still alive and stops the server.
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from workbench.client import TrainingClient
-from workbench.testing import scratch_home
+from workbench.testing import scratch_home, serve_in_thread
 
 
 @dataclass
@@ -36,26 +33,6 @@ def live_home(tmp_path_factory: pytest.TempPathFactory, tiny_chat_dir: Path) -> 
         yield home
 
 
-def _serve(app: object) -> tuple[object, threading.Thread, int]:
-    import uvicorn
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5,
-                            ws_ping_interval=None)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    return server, thread, port
-
-
 @pytest.fixture(scope="package")
 def live_server(live_home: Path) -> Iterator[LiveServer]:
     from workbench.jobs.service import JobService
@@ -64,7 +41,7 @@ def live_server(live_home: Path) -> Iterator[LiveServer]:
 
     from workbench.server.app import create_app
 
-    server, thread, port = _serve(create_app(multi_user=True))
+    server, thread, port = serve_in_thread(create_app(multi_user=True))
     try:
         yield LiveServer(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", live_home)
     finally:

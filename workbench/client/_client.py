@@ -369,7 +369,100 @@ class _Analytics(_Base):
         return self._get("/api/training/analytics/compare", params={"job_ids": ",".join(job_ids)})
 
 
-class TrainingClient(_Server, _Models, _Datasets, _Configs, _Jobs, _Live, _Results, _Analytics):
+class _Deployments(_Base):
+    def deploy_training(self, job_id: str, checkpoint: str | None = None, *, deployment_name: str | None = None,
+                        provider: str | None = None, budget_limit: float | None = None,
+                        cost_per_request: float | None = None, port: int | None = None) -> dict[str, Any]:
+        """Serve a job's checkpoint (``checkpoint-final``, ``checkpoint-best``, a name); ``provider`` local by default."""
+        body = {"job_id": job_id, **drop_none(checkpoint=checkpoint, deployment_name=deployment_name,
+                                              provider=provider, budget_limit=budget_limit,
+                                              cost_per_request=cost_per_request, port=port)}
+        return self._post("/api/training/deploy", body, timeout=600)
+
+    def deploy(self, training_job_id: str, deployment_name: str, *, checkpoint_selection: str = "best",
+               provider: str = "local", budget_limit: float | None = None, gpu_type: str | None = None,
+               min_workers: int | None = None, max_workers: int | None = None,
+               auto_stop_on_budget: bool | None = None, cost_per_request: float | None = None,
+               merged: bool | None = None, adapter_uri: str | None = None) -> dict[str, Any]:
+        """``POST /api/inference/deploy``: a deployment with a budget; the reply names its ``model_name``."""
+        body = {"provider": provider, "deployment_name": deployment_name, "training_job_id": training_job_id,
+                "checkpoint_selection": checkpoint_selection, **drop_none(
+                    budget_limit=budget_limit, gpu_type=gpu_type, min_workers=min_workers, max_workers=max_workers,
+                    auto_stop_on_budget=auto_stop_on_budget, cost_per_request=cost_per_request, merged=merged,
+                    adapter_uri=adapter_uri)}
+        return self._post("/api/inference/deploy", body, timeout=600)
+
+    def list_deployments(self) -> list[dict[str, Any]]:
+        return self._get("/api/inference/deployments")["deployments"]
+
+    def deployment_status(self, deployment_id: str) -> dict[str, Any]:
+        return self._get(f"/api/inference/deployments/{seg(deployment_id)}/status")["deployment"]
+
+    def stop_deployment(self, deployment_id: str) -> dict[str, Any]:
+        return self._delete(f"/api/inference/deployments/{seg(deployment_id)}/stop")
+
+    def download_merged(self, job_id: str, dest: str | os.PathLike[str], checkpoint: str | None = None) -> Path:
+        """The checkpoint merged into its base (full weights) as a zip, streamed to ``dest`` (file or folder)."""
+        return self._transport.download(f"/api/training/{seg(job_id)}/download/merged", Path(dest),
+                                        drop_none(checkpoint=checkpoint) or None, f"{job_id}_merged.zip")
+
+    def download_gguf(self, job_id: str, dest: str | os.PathLike[str], checkpoint: str | None = None,
+                      quantization: str = "q8_0") -> Path:
+        """A zip of the GGUF file (``f16`` or ``q8_0``) and its Ollama ``Modelfile``, streamed to ``dest``."""
+        return self._transport.download(f"/api/training/{seg(job_id)}/download/gguf", Path(dest),
+                                        {"quantization": quantization, **drop_none(checkpoint=checkpoint)},
+                                        f"{job_id}_{quantization}.zip")
+
+    def list_secrets(self) -> list[dict[str, Any]]:
+        return self._get("/api/secrets")["secrets"]
+
+    def set_secret(self, name: str, value: str) -> dict[str, Any]:
+        """Store a secret (``RUNPOD_API_KEY``) encrypted on the server; it is never returned."""
+        return self._put(f"/api/secrets/{seg(name)}", {"value": value})
+
+    def delete_secret(self, name: str) -> dict[str, Any]:
+        return self._delete(f"/api/secrets/{seg(name)}")
+
+    # The OpenAI-compatible routes: for real use, point the ``openai`` SDK at ``base_url + "/v1"``
+    # (see :meth:`openai_client`); these are plain calls for scripts and tests.
+    def chat_completions(self, model: str, messages: Sequence[Mapping[str, Any]], *, max_tokens: int | None = None,
+                         max_completion_tokens: int | None = None, temperature: float | None = None,
+                         top_p: float | None = None, n: int | None = None, stop: str | list[str] | None = None,
+                         stream: bool | None = None, stream_options: dict[str, Any] | None = None,
+                         user: str | None = None, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+        """One chat reply as a dict (``stream`` is for the ``openai`` SDK: see :meth:`openai_client`)."""
+        if stream:
+            raise ValueError("stream with the openai SDK: client.openai_client().chat.completions.create(stream=True)")
+        return self._post("/v1/chat/completions", {"model": model, "messages": list(messages), **drop_none(
+            max_tokens=max_tokens, max_completion_tokens=max_completion_tokens, temperature=temperature, top_p=top_p,
+            n=n, stop=stop, stream_options=stream_options, user=user, metadata=metadata)})
+
+    def completions(self, model: str, prompt: str, *, max_tokens: int | None = None, temperature: float | None = None,
+                    top_p: float | None = None, n: int | None = None, stop: str | list[str] | None = None,
+                    stream: bool | None = None, stream_options: dict[str, Any] | None = None,
+                    user: str | None = None, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+        if stream:
+            raise ValueError("stream with the openai SDK: client.openai_client().completions.create(stream=True)")
+        return self._post("/v1/completions", {"model": model, "prompt": prompt, **drop_none(
+            max_tokens=max_tokens, temperature=temperature, top_p=top_p, n=n, stop=stop,
+            stream_options=stream_options, user=user, metadata=metadata)})
+
+    def list_v1_models(self) -> list[dict[str, Any]]:
+        return self._get("/v1/models")["data"]
+
+    def metrics(self) -> str:
+        """The Prometheus text exposition of ``/metrics``."""
+        with self._transport.stream("/metrics") as response:
+            return response.read().decode()
+
+    def openai_client(self) -> Any:
+        """The official ``openai`` SDK's client for this server's ``/v1``, with this client's token."""
+        from openai import OpenAI
+
+        return OpenAI(base_url=f"{self._transport.base_url}/v1", api_key=self._transport.token or "none")
+
+
+class TrainingClient(_Server, _Models, _Datasets, _Configs, _Jobs, _Live, _Results, _Analytics, _Deployments):
     """A client for one workbench server. Use it as a context manager, or call :meth:`close`.
 
     One method per API operation (:data:`~workbench.client.OPERATIONS` maps each ``operationId``

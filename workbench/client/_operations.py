@@ -56,4 +56,20 @@ OPERATIONS: MappingProxyType[str, str] = MappingProxyType({
     "analytics_job_analytics": "get_analytics",
     "analytics_analytics_summary": "analytics_summary",
     "analytics_analytics_compare": "compare",
+    # deployments
+    "deployments_deploy_training": "deploy_training",
+    "deployments_deploy_inference": "deploy",
+    "deployments_list_deployments": "list_deployments",
+    "deployments_deployment_status": "deployment_status",
+    "deployments_stop_deployment": "stop_deployment",
+    "deployments_list_secrets": "list_secrets",
+    "deployments_set_secret": "set_secret",
+    "deployments_delete_secret": "delete_secret",
+    "deployments_download_merged": "download_merged",
+    "deployments_download_gguf": "download_gguf",
+    # openai
+    "openai_chat_completions": "chat_completions",
+    "openai_completions": "completions",
+    "openai_list_models": "list_v1_models",
+    "openai_metrics": "metrics",
 })

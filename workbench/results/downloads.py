@@ -118,7 +118,7 @@ def _short_id(job_id: str) -> str:
     return job_id[len("job-"):] if job_id.startswith("job-") else job_id
 
 
-def _tree(root: Path, prefix: str = "") -> list[tuple[str, Path]]:
+def file_tree(root: Path, prefix: str = "") -> list[tuple[str, Path]]:
     """Regular files under ``root`` (sorted; symlinks are not followed), with archive names."""
     out = []
     for path in sorted(root.rglob("*")):
@@ -141,12 +141,12 @@ def model_zip(job_id: str, checkpoint: str | None = None, owner: str = LOCAL_USE
     jd = JobService().job_dir(job_id, owner)
     if checkpoint is None:
         out = job_folder(jd).output
-        files = _tree(out) if out.is_dir() else []
+        files = file_tree(out) if out.is_dir() else []
         if not files:
             raise NotFound(f"job '{job_id}' has no output yet", field="checkpoint")
         return f"job_{_short_id(job_id)}_output.zip", iter_zip(files)
     folder = find_checkpoint(jd, checkpoint)
-    files = _tree(folder)
+    files = file_tree(folder)
     if not files:
         raise NotFound(f"checkpoint '{folder.name}' is empty", field="checkpoint")
     return f"job_{_short_id(job_id)}_{folder.name}.zip", iter_zip(files)

@@ -8,8 +8,11 @@ authenticated user (``owner=``) and map :mod:`workbench.errors` to status codes.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sys
-from collections.abc import Iterable
+import threading
+from collections.abc import AsyncIterator, Iterable
 from importlib import metadata
 from typing import Any
 
@@ -29,10 +32,20 @@ from .common import Services, Settings
 from .guard import HostOriginGuard
 from .openapi import Operation, build_spec, specificity, to_route
 from .responses import ORJSONResponse
-from .routes import analytics, configs, datasets, jobs, live, models, results
+from .routes import (
+    analytics,
+    configs,
+    datasets,
+    deployments,
+    jobs,
+    live,
+    models,
+    openai,
+    results,
+)
 
 SWITCH_INTERVAL_S = 0.001
-AREAS = (models, datasets, configs, jobs, results, analytics, live)
+AREAS = (models, datasets, configs, jobs, results, analytics, live, deployments, openai)
 
 
 def operations() -> list[Operation]:
@@ -86,6 +99,7 @@ def create_app(*, multi_user: bool | None = None, max_upload_bytes: int | None =
     app = Starlette(
         debug=debug,
         routes=routes,
+        lifespan=_lifespan,
         middleware=[
             Middleware(HostOriginGuard, hosts=[*env.allowed_hosts, *allowed_hosts],
                        origins=[*env.allowed_origins, *allowed_origins]),
@@ -103,6 +117,27 @@ def create_app(*, multi_user: bool | None = None, max_upload_bytes: int | None =
     app.state.openapi = spec
     app.state.literal_paths = frozenset(op.path for op in ops if not op.path_params)
     return app
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: Starlette) -> AsyncIterator[None]:
+    """A starting server loads the live local deployments in the background (it answers at once;
+    a request that comes first loads its own), so deployments survive a restart."""
+    thread = threading.Thread(target=_restore_deployments, name="wb-restore-deployments", daemon=True)
+    thread.start()
+    yield
+
+
+def _restore_deployments() -> None:
+    from ..serving.providers.local import restore
+
+    try:
+        restored = restore()
+    except Exception:  # never take the server down over it; the requests load what they need
+        logging.getLogger("workbench.server").exception("reloading deployments failed")
+        return
+    if restored:
+        logging.getLogger("workbench.server").info("reloaded deployments: %s", ", ".join(restored))
 
 
 async def health(request: Request) -> ORJSONResponse:

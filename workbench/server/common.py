@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import re
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +22,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
 
 from .. import home
 from .. import settings as core_settings
@@ -155,6 +157,24 @@ async def stream_long(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
         if chunk is done:
             return
         yield chunk  # type: ignore[misc]
+
+
+_FILENAME = re.compile(r"^[A-Za-z0-9._-]+$")
+
+
+def zip_response(request: Request, filename: str, chunks: Any) -> Response:
+    """The core's ZIP chunk iterator, read on the long pool while the response streams (HEAD: headers
+    only, the archive is never built)."""
+    disposition = f"attachment; filename={filename}" if _FILENAME.match(filename) else \
+        f"attachment; filename=\"{_ascii(filename)}\""
+    headers = {"Content-Disposition": disposition, "Cache-Control": "no-store"}
+    if request.method == "HEAD":
+        return Response(media_type="application/zip", headers=headers)
+    return StreamingResponse(stream_long(iter(chunks)), media_type="application/zip", headers=headers)
+
+
+def _ascii(name: str) -> str:
+    return "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in name)
 
 
 # --- models at the boundary ------------------------------------------------------------------

@@ -24,7 +24,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from .. import settings as core_settings
-from ..errors import InvalidInput
+from ..errors import InvalidInput, WorkbenchError
 from .common import JSON_BODY_LIMIT, home_root, parse_body, parse_query
 from .responses import ORJSONResponse
 
@@ -57,6 +57,7 @@ class Operation:
     status: int = 200
     also: tuple[int, ...] = ()  # other success codes (e.g. 202)
     errors: tuple[int, ...] = ()
+    invalid: type[WorkbenchError] | None = None  # the error a bad body becomes (default: a 422 INVALID_INPUT)
     public: bool = False
     websocket: bool = False
     operation_id: str | None = None
@@ -117,7 +118,12 @@ def _endpoint(op: Operation) -> Callable[[Request], Awaitable[Response]]:
             inputs["query"] = parse_query(request, op.query)
         if op.body is not None:
             limit = op.body_limit(request) if op.body_limit else JSON_BODY_LIMIT
-            inputs["body"] = await parse_body(request, op.body, limit=limit, optional=op.body_optional)
+            try:
+                inputs["body"] = await parse_body(request, op.body, limit=limit, optional=op.body_optional)
+            except InvalidInput as exc:
+                if op.invalid is None:
+                    raise
+                raise op.invalid(exc.message, field=exc.field, details=exc.details) from None
         result = await op.handler(request, **inputs)
         if isinstance(result, Response):
             return result

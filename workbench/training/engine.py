@@ -234,6 +234,7 @@ def build_trainer(spec: dict[str, Any], job_dir: Path, on_event: Any = None) -> 
         gradient_accumulation_steps=t.gradient_accumulation_steps, learning_rate=t.learning_rate,
         lr_scheduler_type=t.lr_scheduler_type, warmup_steps=t.warmup_steps, weight_decay=t.weight_decay,
         max_grad_norm=t.max_grad_norm, logging_steps=t.logging_steps,
+        logging_first_step=t.logging_first_step,
         logging_nan_inf_filter=False,  # a NaN/inf step loss is logged as such (and stops the job), never averaged away
         eval_strategy="steps" if evals else "no", eval_steps=t.eval_steps or t.save_steps,
         save_strategy="steps", save_steps=t.save_steps, save_total_limit=None, seed=t.seed, data_seed=t.seed,

@@ -10,12 +10,13 @@ from .backend import Backend, default_backend
 
 
 class WorkbenchApp:
-    """Datasets, Configs, Training and Compare tabs over one backend."""
+    """Datasets, Configs, Training, Compare and Deploy tabs over one backend."""
 
     def __init__(self, backend: Backend | None = None):
         from .compare import JobsComparison
         from .configs import ConfigEditor
         from .datasets import DatasetPanel
+        from .deployment import DeploymentPanel
         from .monitor import TrainingMonitor
 
         self.backend = backend or default_backend()
@@ -23,9 +24,10 @@ class WorkbenchApp:
         self.configs = ConfigEditor(self.backend)
         self.monitor = TrainingMonitor(self.backend)
         self.compare = JobsComparison(self.backend)
+        self.deploy = DeploymentPanel(self.backend)
         self.tabs = w.Tab(children=[self.datasets.widget, self.configs.widget, self.monitor.widget,
-                                    self.compare.widget])
-        for i, title in enumerate(["Datasets", "Configs", "Training", "Compare"]):
+                                    self.compare.widget, self.deploy.widget])
+        for i, title in enumerate(["Datasets", "Configs", "Training", "Compare", "Deploy"]):
             self.tabs.set_title(i, title)
         self.tabs.add_class("wb-app-tabs")
         self.tabs.observe(self._on_tab, names="selected_index")
@@ -36,7 +38,7 @@ class WorkbenchApp:
 
     def _on_tab(self, change: dict[str, Any]) -> None:
         """Panels list what other panels created; refresh the one being opened."""
-        panel = [self.datasets, self.configs, self.monitor, self.compare][change["new"]]
+        panel = [self.datasets, self.configs, self.monitor, self.compare, self.deploy][change["new"]]
         refresh = getattr(panel, "reload", None) or getattr(panel, "refresh", None)
         if callable(refresh):
             try:

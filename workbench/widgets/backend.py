@@ -51,6 +51,17 @@ class Backend(Protocol):
     def compare(self, job_ids: list[str]) -> dict[str, Any]: ...
     def events(self, job_id: str) -> Iterator[dict[str, Any]]: ...
     def download_url(self, job_id: str, checkpoint: str | None = None) -> str | None: ...
+    def deploy(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``POST /api/inference/deploy``'s body; the deploy response (``model_name`` …)."""
+        ...
+    def deployments(self) -> list[dict[str, Any]]: ...
+    def deployment_status(self, deployment_id: str) -> dict[str, Any]: ...
+    def stop_deployment(self, deployment_id: str) -> dict[str, Any]: ...
+    def chat(self, model: str, messages: list[dict[str, str]], max_tokens: int, temperature: float) -> dict[str, Any]:
+        """One OpenAI-shaped chat reply from a deployed model (metered like any /v1 request)."""
+        ...
+    def secrets(self) -> list[dict[str, Any]]: ...
+    def set_secret(self, name: str, value: str) -> dict[str, Any]: ...
 
 
 class LocalBackend:
@@ -178,6 +189,52 @@ class LocalBackend:
         return self.api_url + download_path(job_id, self.owner, "model", checkpoint)
 
 
+    # ---- deployments: the same core the server's routes call -------------------------------
+    def deploy(self, body: dict[str, Any]) -> dict[str, Any]:
+        from ..serving.deployments import DeploymentService
+
+        return DeploymentService().deploy(body, self.owner, base_url=self.api_url)
+
+    def deployments(self) -> list[dict[str, Any]]:
+        from ..serving.deployments import DeploymentService
+
+        svc = DeploymentService()
+        return [svc.status(d["id"], self.owner)["deployment"] for d in svc.list(self.owner)]
+
+    def deployment_status(self, deployment_id: str) -> dict[str, Any]:
+        from ..serving.deployments import DeploymentService
+
+        return DeploymentService().status(deployment_id, self.owner)["deployment"]
+
+    def stop_deployment(self, deployment_id: str) -> dict[str, Any]:
+        from ..serving.deployments import DeploymentService
+
+        return DeploymentService().stop(deployment_id, self.owner)
+
+    def chat(self, model: str, messages: list[dict[str, str]], max_tokens: int, temperature: float) -> dict[str, Any]:
+        """Through :func:`workbench.serving.gateway.complete`, on an event loop of its own thread
+        (the kernel's loop is busy running this callback)."""
+        import asyncio
+        import concurrent.futures
+
+        from ..serving import gateway
+        from ..serving.inference import ChatRequest
+
+        body = ChatRequest(model=model, messages=messages, max_tokens=max_tokens, temperature=temperature)
+        with concurrent.futures.ThreadPoolExecutor(1) as ex:
+            return ex.submit(asyncio.run, gateway.complete("chat", body, self.owner)).result()  # type: ignore[arg-type]
+
+    def secrets(self) -> list[dict[str, Any]]:
+        from .. import user_secrets
+
+        return user_secrets.list_secrets(self.owner)
+
+    def set_secret(self, name: str, value: str) -> dict[str, Any]:
+        from .. import user_secrets
+
+        return user_secrets.set_secret(name, value, self.owner)
+
+
 class RemoteBackend:
     """A workbench server, through :class:`workbench.client.TrainingClient`."""
 
@@ -282,6 +339,29 @@ class RemoteBackend:
     def download_url(self, job_id: str, checkpoint: str | None = None) -> str | None:
         """A short-lived signed link made by the server (the token never goes into a URL)."""
         return self.client.download_link(job_id, checkpoint)
+
+
+    # ---- deployments -------------------------------------------------------------------------
+    def deploy(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self.client.request("POST", "/api/inference/deploy", json=body, timeout=600)
+
+    def deployments(self) -> list[dict[str, Any]]:
+        return self.client.list_deployments()
+
+    def deployment_status(self, deployment_id: str) -> dict[str, Any]:
+        return self.client.deployment_status(deployment_id)
+
+    def stop_deployment(self, deployment_id: str) -> dict[str, Any]:
+        return self.client.stop_deployment(deployment_id)
+
+    def chat(self, model: str, messages: list[dict[str, str]], max_tokens: int, temperature: float) -> dict[str, Any]:
+        return self.client.chat_completions(model, messages, max_tokens=max_tokens, temperature=temperature)
+
+    def secrets(self) -> list[dict[str, Any]]:
+        return self.client.list_secrets()
+
+    def set_secret(self, name: str, value: str) -> dict[str, Any]:
+        return self.client.set_secret(name, value)
 
 
 def default_backend() -> Backend:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal
 
 from pydantic import Field
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from ... import signing
 from ...jobs.service import JobService
@@ -23,13 +22,12 @@ from ..common import (
     owner,
     plain_name,
     pool,
-    stream_long,
+    zip_response,
 )
 from ..openapi import Registry
 
 api = Registry("results", "validation and downloads")
 
-_TOKEN = re.compile(r"^[A-Za-z0-9._-]+$")
 
 
 class ValidateBody(Body):
@@ -103,7 +101,7 @@ async def download_model(request: Request, query: DownloadQuery) -> Response:
     """A ZIP of one checkpoint (its files at the top), or of the job's whole output folder."""
     checkpoint = plain_name(query.checkpoint, "checkpoint") if query.checkpoint is not None else None
     filename, chunks = await call_long(downloads.model_zip, request.path_params["jobId"], checkpoint, owner(request))
-    return _zip(request, filename, chunks)
+    return zip_response(request, filename, chunks)
 
 
 @api.get("/api/training/{jobId}/download/logs", summary="Download the training logs",
@@ -111,19 +109,4 @@ async def download_model(request: Request, query: DownloadQuery) -> Response:
 async def download_logs(request: Request) -> Response:
     """A ZIP of ``training.log`` and ``progress.json`` (the metrics history as a JSON array)."""
     filename, chunks = await call_long(downloads.logs_zip, request.path_params["jobId"], owner(request))
-    return _zip(request, filename, chunks)
-
-
-def _zip(request: Request, filename: str, chunks: Any) -> Response:
-    """The core's chunk iterator, read in worker threads while the response streams (HEAD: headers only,
-    the archive is never built)."""
-    disposition = f"attachment; filename={filename}" if _TOKEN.match(filename) else \
-        f"attachment; filename=\"{_ascii(filename)}\""
-    headers = {"Content-Disposition": disposition, "Cache-Control": "no-store"}
-    if request.method == "HEAD":
-        return Response(media_type="application/zip", headers=headers)
-    return StreamingResponse(stream_long(iter(chunks)), media_type="application/zip", headers=headers)
-
-
-def _ascii(name: str) -> str:
-    return "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in name)
+    return zip_response(request, filename, chunks)
