@@ -4,8 +4,9 @@ A finished tiny-chat LoRA job is deployed on a real ``workbench serve`` (a subpr
 thread); the baseline is the same base + adapter loaded in this process with peft, also on 1
 thread, run alternately with the endpoint so both see the same machine.
 
-1. tokens/s, greedy, ``--max-tokens`` new tokens: the endpoint (a non-streamed request through
-   the ``openai`` SDK, wall time on the client) against ``model.generate`` (goal ≥ 0.9);
+1. tokens/s, greedy, exactly ``--max-tokens`` new tokens (``ignore_eos`` / ``min_new_tokens``): the
+   endpoint (a non-streamed request through the ``openai`` SDK, wall time on the client) against
+   ``model.generate`` (goal ≥ 0.9);
 2. time to first token: the first streamed content chunk over HTTP against the first token a
    raw streamer receives (goal: ≤ 15 ms added at p95);
 3. latency at 8 concurrent chat clients (p50, p95) and the aggregate tokens/s, against one client.
@@ -102,13 +103,14 @@ def main() -> None:
         def raw() -> tuple[float, int]:
             t = time.perf_counter()
             with torch.inference_mode():
-                out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, do_sample=False,
-                                     pad_token_id=tok.pad_token_id)
+                out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, min_new_tokens=n,
+                                     do_sample=False, pad_token_id=tok.pad_token_id)
             return time.perf_counter() - t, out.shape[1] - ids.shape[1]
 
         def served() -> tuple[float, int]:
             t = time.perf_counter()
-            r = oa.chat.completions.create(model="bench", messages=PROMPT, temperature=0, max_tokens=n)
+            r = oa.chat.completions.create(model="bench", messages=PROMPT, temperature=0, max_tokens=n,
+                                           extra_body={"ignore_eos": True})  # exactly n tokens, as the baseline
             return time.perf_counter() - t, r.usage.completion_tokens
 
         class First:
@@ -162,7 +164,8 @@ def main() -> None:
             barrier.wait()
             for _ in range(per_client):
                 t = time.perf_counter()
-                r = c.chat.completions.create(model="bench", messages=PROMPT, temperature=0, max_tokens=n)
+                r = c.chat.completions.create(model="bench", messages=PROMPT, temperature=0, max_tokens=n,
+                                              extra_body={"ignore_eos": True})
                 with lock:
                     lat.append(time.perf_counter() - t)
                     toks[0] += r.usage.completion_tokens

@@ -422,7 +422,17 @@ def cmd_deployments(args: argparse.Namespace) -> int:
     if args.action == "status":
         _print(svc.status(args.id)["deployment"], args.json)
     elif args.action == "stop":
-        _print(svc.stop(args.id)["final_status"], args.json)
+        if _server_up(args.url):  # the server that serves it unloads the adapter (and frees the base)
+            from .client import APIError, TrainingClient
+
+            with TrainingClient(args.url) as c:
+                try:
+                    out = c.stop_deployment(args.id)
+                except APIError as exc:
+                    raise WorkbenchError(exc.message, field=exc.field) from None
+        else:
+            out = svc.stop(args.id)
+        _print(out["final_status"], args.json)
     return 0
 
 
@@ -566,6 +576,7 @@ def build_parser() -> argparse.ArgumentParser:
     ds = sub.add_parser("deployments", help="list, inspect and stop deployments")
     ds.add_argument("action", choices=["list", "status", "stop"])
     ds.add_argument("id", nargs="?")
+    ds.add_argument("--url", default=DEFAULT_URL, help="the workbench server (stop goes through it when it runs)")
     ds.add_argument("--json", action="store_true")
     ds.set_defaults(func=cmd_deployments)
 

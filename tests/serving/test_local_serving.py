@@ -229,3 +229,44 @@ def test_merged_and_gguf_exports_download_next_to_the_adapter_and_a_merged_model
     _deploy(served, "unmerged-one", checkpoint_selection="final")
     plain = oa.completions.create(model="unmerged-one", prompt="Tell me about cats.", temperature=0, max_tokens=12)
     assert merged.choices[0].text == plain.choices[0].text  # the same model, merged or not
+
+
+def test_a_refused_prompt_is_never_charged_and_other_users_see_nothing(served: Served) -> None:
+    from workbench.users import add_user
+
+    dep = _deploy(served, "careful", budget_limit=1.0, cost_per_request=0.25)
+    oa = served.openai()
+    with pytest.raises(openai.UnprocessableEntityError) as long:
+        oa.chat.completions.create(model="careful", messages=[{"role": "user", "content": "word " * 5000}])
+    assert long.value.body["field"] == "messages" and "context" in long.value.body["message"]
+    with served.client() as c:
+        st = c.deployment_status(dep["deployment_id"])
+    assert st["request_count"] == 0 and st["current_spend"] == 0 and st["alerts"] == []
+
+    _, bob = add_user("bob-serving")
+    other = served.openai().with_options(api_key=bob)
+    assert "careful" not in {m.id for m in other.models.list().data}
+    with pytest.raises(openai.NotFoundError):
+        other.chat.completions.create(model="careful", messages=CHAT)
+    assert httpx.get(f"{served.base_url}/api/inference/deployments/{dep['deployment_id']}/status",
+                     headers={"Authorization": f"Bearer {bob}"}).status_code == 404
+    assert httpx.get(f"{served.base_url}/metrics", headers={"Authorization": f"Bearer {bob}"}).status_code == 403
+
+
+def test_a_client_that_hangs_up_stops_its_generation(served: Served) -> None:
+    dep = _deploy(served, "hang-up", checkpoint_selection="final")
+    h = {"Authorization": f"Bearer {served.token}"}
+    body = {"model": "hang-up", "prompt": "Once", "max_tokens": 1000, "ignore_eos": True, "temperature": 0}
+    engine = next(e for e in loaded().values() if dep["deployment_id"] in e.adapters)
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(f"{served.base_url}/v1/completions", json=body, headers=h, timeout=0.4)
+    t0 = time.monotonic()
+    while engine._pending and time.monotonic() - t0 < 5:
+        time.sleep(0.02)
+    stopped_after = time.monotonic() - t0
+    rows = usage.rows(deployment_id=dep["deployment_id"])
+    assert len(rows) == 1 and not rows[0]["success"] and "disconnected" in rows[0]["error"]
+    full = time.perf_counter()
+    httpx.post(f"{served.base_url}/v1/completions", json=body, headers=h, timeout=120)
+    full = time.perf_counter() - full
+    assert stopped_after < full / 2  # the abandoned row ended long before a whole one takes

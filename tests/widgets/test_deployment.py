@@ -50,6 +50,9 @@ def test_deploy_chat_watch_the_budget_and_stop(home: Path, tiny_chat_dir: Path, 
 
         panel.deployment.value = out["deployment_id"]
         assert panel.stop_button.disabled  # stopped for good
+        from workbench.serving.engine import loaded
+
+        assert not loaded()  # the auto-stop unloaded the adapter, and nothing else used the base: freed
     finally:
         panel.close()
         unload_all()

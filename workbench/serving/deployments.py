@@ -170,9 +170,7 @@ class DeploymentService:
         except InvalidInput as exc:
             raise InvalidConfig(exc.message, field="checkpoint_selection") from None
         name = model_name_for(req.deployment_name)
-        if any(d["model_name"] == name and d["status"] in LIVE for d in self.store.all(TABLE, owner)):
-            raise InvalidConfig(f"deployment_name: a live deployment is already called '{name}'; stop it or "
-                                "choose another name", field="deployment_name")
+        self._check_name(name, owner)  # early, before a merge that may take a while; again at the insert
         base_model = job["model"]
         is_adapter = (ckpt / "adapter_config.json").is_file()
         base_path, adapter_path = self._artifacts(job, ckpt, is_adapter, req.merged, owner)
@@ -195,7 +193,13 @@ class DeploymentService:
         }
         budget.open_ledger(dep_id, budget_usd=req.budget_limit if req.budget_limit is not None else 1e12,
                            cost_usd=cost, auto_stop=req.auto_stop_on_budget)
-        self.store.insert(TABLE, record)
+        try:
+            with self.store.transaction() as tx:  # the name check and the insert, atomically
+                self._check_name(name, owner, tx.all(TABLE, owner))
+                tx.insert(TABLE, record)
+        except BaseException:
+            budget.drop(dep_id)
+            raise
         try:
             fields = provider.deploy(record) if activate or req.provider != "local" else {}
         except BaseException:  # the provider refused (a rejected key, RunPod down): leave nothing behind
@@ -209,6 +213,12 @@ class DeploymentService:
         record = self._update(dep_id, fields)
         return self.deploy_response(record)
 
+    def _check_name(self, name: str, owner: str, deps: list[dict[str, Any]] | None = None) -> None:
+        deps = self.store.all(TABLE, owner) if deps is None else deps
+        if any(d["model_name"] == name and d["status"] in LIVE for d in deps):
+            raise InvalidConfig(f"deployment_name: a live deployment is already called '{name}'; stop it or "
+                                "choose another name", field="deployment_name")
+
     def deploy_response(self, dep: dict[str, Any]) -> dict[str, Any]:
         budget_limit = dep["budget_limit"]
         cost = dep["cost_per_request"]
@@ -220,7 +230,8 @@ class DeploymentService:
             "model_name": dep["model_name"], "provider": dep["provider"], "status": dep["status"],
             "checkpoint": dep["checkpoint"], "gpu_type": dep["config"]["gpu_type"], "cost_per_request": cost,
             "budget_limit": budget_limit,
-            "estimated_requests": int(budget_limit // cost) if budget_limit and cost else None,
+            "estimated_requests": (usage.to_micro(budget_limit) // usage.to_micro(cost)
+                                   if budget_limit and usage.to_micro(cost) else None),
             "created_at": dep["created_at"],
             "adapter_load_seconds": dep.get("adapter_load_seconds"),
         }
@@ -253,9 +264,10 @@ class DeploymentService:
         """The reference's status object: spend, budget, alerts, request metrics, provider state."""
         dep = self.get(dep_id, owner)
         live = get_provider(dep["provider"]).status(dep) if dep["status"] in LIVE else {}
-        if live.get("status") and live["status"] != dep["status"] and live["status"] in STATUSES:
-            dep = self._update(dep_id, {"status": live["status"], **(
-                {"deployed_at": now_iso()} if live["status"] == "active" and not dep["deployed_at"] else {})})
+        new = live.get("status")
+        if new and new != dep["status"] and new in LIVE:
+            dep = self._set_if_live(dep_id, {"status": new, **(
+                {"deployed_at": now_iso()} if new == "active" and not dep["deployed_at"] else {})})
         return {"success": True, "deployment": self._status_body(dep, live)}
 
     def _status_body(self, dep: dict[str, Any], live: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -279,7 +291,8 @@ class DeploymentService:
             "budget_utilization_percent": round(100 * spend / limit, 2) if limit else None,
             "budget_alert": last_alert and f"{last_alert['threshold']}%",
             "alerts": alerts,
-            "estimated_requests_remaining": (max(0, int(round((limit - spend) / cost, 9))) if limit and cost else None),
+            "estimated_requests_remaining": (max(0, (usage.to_micro(limit) - led.get("spend_micro", 0))
+                                                 // usage.to_micro(cost)) if limit and usage.to_micro(cost) else None),
             "metrics": {
                 "total_requests": t["requests"], "successful_requests": t["successes"],
                 "failed_requests": t["failures"],
@@ -297,15 +310,25 @@ class DeploymentService:
 
     # ---- stop -------------------------------------------------------------------------------
     def stop(self, dep_id: str, owner: str = LOCAL_USER, *, reason: str = "manual") -> dict[str, Any]:
-        """Stop for good: the provider tears down, the ledger closes, ``final_status`` sums it up."""
-        dep = self.get(dep_id, owner)
-        if dep["status"] == "stopped":
-            raise DeploymentStopped(f"deployment '{dep_id}' is already stopped; stopping is permanent — deploy "
-                                    "again to serve it", field="id")
+        """Stop for good: requests are refused at once, the provider tears down, ``final_status`` sums up.
+
+        A teardown that failed (RunPod unreachable) is retried by calling stop again."""
+        self.get(dep_id, owner)
+        with self.store.transaction() as tx:  # one stop wins; a second one is a 409
+            dep = tx.get(TABLE, dep_id)
+            if dep["status"] == "stopped" and not dep.get("teardown_pending"):
+                raise DeploymentStopped(f"deployment '{dep_id}' is already stopped; stopping is permanent — "
+                                        "deploy again to serve it", field="id")
+            dep = tx.update(TABLE, dep_id, {"status": "stopped", "stopped_at": dep.get("stopped_at") or now_iso(),
+                                            "stop_reason": dep.get("stop_reason") or reason,
+                                            "teardown_pending": True, "last_updated": now_iso()})
         budget.mark_stopped(dep_id, reason)
-        get_provider(dep["provider"]).stop(dep)
-        dep = self._update(dep_id, {"status": "stopped", "stopped_at": now_iso(),
-                                    "stop_reason": dep.get("stop_reason") or reason})
+        try:
+            get_provider(dep["provider"]).stop(dep)
+        except WorkbenchError as exc:
+            self._update(dep_id, {"error": f"teardown failed, call stop again: {exc.message}"})
+            raise
+        dep = self._update(dep_id, {"teardown_pending": False, "error": None})
         return {"success": True, "message": "Deployment stopped successfully", "deployment_id": dep_id,
                 "final_status": self.final_status(dep)}
 
@@ -318,13 +341,13 @@ class DeploymentService:
 
     def stopped_by_budget(self, dep: dict[str, Any]) -> dict[str, Any]:
         """The auto-stop's side of a refused charge: the record says stopped, the provider tears down."""
-        if dep["status"] == "stopped":
-            return dep
+        dep = self._set_if_live(dep["id"], {"status": "stopped", "stopped_at": now_iso(), "stop_reason": "budget",
+                                             "teardown_pending": True})
         try:
             get_provider(dep["provider"]).stop(dep)
         except WorkbenchError as exc:  # the ledger already refuses everything; keep the reason visible
-            dep = self._update(dep["id"], {"error": f"auto-stop: {exc.message}"})
-        return self._update(dep["id"], {"status": "stopped", "stopped_at": now_iso(), "stop_reason": "budget"})
+            return self._update(dep["id"], {"error": f"auto-stop teardown failed, call stop: {exc.message}"})
+        return self._update(dep["id"], {"teardown_pending": False})
 
     # ---- what a request may call ------------------------------------------------------------
     def for_model(self, model: str, owner: str = LOCAL_USER) -> dict[str, Any]:
@@ -348,11 +371,22 @@ class DeploymentService:
         return [d for d in self.store.all(TABLE) if d["provider"] == "local" and d["status"] in LIVE]
 
     def mark_active(self, dep_id: str) -> dict[str, Any]:
-        dep = self.store.get(TABLE, dep_id) or {}
-        fields: dict[str, Any] = {"status": "active"} if dep.get("status") == "deploying" else {}
-        if not dep.get("deployed_at"):
-            fields["deployed_at"] = now_iso()
-        return self._update(dep_id, fields) if fields else dep
+        """``deploying`` → ``active`` (loaded in a server), unless it was stopped meanwhile."""
+        return self._set_if_live(dep_id, {"status": "active"}, when=("deploying", "active"),
+                                 first={"deployed_at": now_iso()})
+
+    def mark_error(self, dep_id: str, message: str) -> dict[str, Any]:
+        return self._set_if_live(dep_id, {"status": "error", "error": message})
+
+    def _set_if_live(self, dep_id: str, fields: dict[str, Any], *, when: tuple[str, ...] = LIVE,
+                     first: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Check-and-set in one transaction: a status read seconds ago never overwrites a stop."""
+        with self.store.transaction() as tx:
+            dep = tx.get(TABLE, dep_id)
+            if dep is None or dep["status"] not in when:
+                return dep or {}
+            extra = {k: v for k, v in (first or {}).items() if not dep.get(k)}
+            return tx.update(TABLE, dep_id, {**fields, **extra, "last_updated": now_iso()})
 
     def _update(self, dep_id: str, fields: dict[str, Any]) -> dict[str, Any]:
         return self.store.update(TABLE, dep_id, {**fields, "last_updated": now_iso()})

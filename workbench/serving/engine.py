@@ -13,6 +13,7 @@ Torch, transformers and peft are imported on first use only, so the server start
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import settings as core_settings
-from ..errors import InvalidInput, Unavailable
+from ..errors import Conflict, Unavailable
 
 log = logging.getLogger("workbench.serving")
 
@@ -55,11 +56,16 @@ class GenRequest:
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     adapter: str | None = None
+    ignore_eos: bool = False  # vLLM's benchmarking switch: always generate ``max_tokens``
     submitted: float = field(default_factory=time.perf_counter)
     # filled in while generating
     ids: list[int] = field(default_factory=list)
-    sent: str = ""
+    sent: str = ""  # text handed to the sink so far
+    text: str = ""  # decoded text so far (incrementally: prefix/read offsets, as vLLM and TGI do)
+    prefix_offset: int = 0
+    read_offset: int = 0
     done: bool = False
+    released: bool = False  # its place in the queue's bound was given back
     finish_reason: str = "length"
     first_token_at: float | None = None
 
@@ -82,14 +88,19 @@ class Engine:
         self.max_queue = max_queue or env.generation_queue
         self.adapters: dict[str, str] = {}
         self.batches = 0  # generate() calls made; the batching test and the bench read it
+        self.closed = False
         self._queue: queue.Queue[GenRequest | None] = queue.Queue()
         self._lock = threading.Lock()  # adapters change only between batches
+        self._pending = 0  # submitted and not finished: what WORKBENCH_GENERATION_QUEUE bounds
+        self._pending_lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name=f"wb-generate-{Path(key).name}", daemon=True)
         self._thread.start()
 
     # ---- adapters ----------------------------------------------------------------------------
     def add_adapter(self, name: str, path: str | Path) -> float:
         """Load a LoRA adapter under ``name`` (no-op when it is there); the seconds it took."""
+        if name in self.adapters:  # the common case, every request: no lock, never waits for a batch
+            return 0.0
         t0 = time.perf_counter()
         with self._lock:
             if name in self.adapters:
@@ -117,13 +128,39 @@ class Engine:
     # ---- requests ----------------------------------------------------------------------------
     def submit(self, req: GenRequest) -> GenRequest:
         """Queue a request; a full queue is a 503 at once rather than an unbounded wait."""
+        if self.closed:
+            raise Unavailable("the model was unloaded; retry", field="model")
         if req.adapter is not None and req.adapter not in self.adapters:
-            raise InvalidInput(f"adapter '{req.adapter}' is not loaded", field="model")
-        if self._queue.qsize() >= self.max_queue:
-            raise Unavailable(f"the model is busy: {self.max_queue} requests are waiting "
-                              "(WORKBENCH_GENERATION_QUEUE); retry shortly")
+            raise Conflict("this deployment is stopped (its adapter is unloaded)", field="model")
+        with self._pending_lock:
+            if self._pending >= self.max_queue:
+                raise Unavailable(f"the model is busy: {self.max_queue} requests are waiting "
+                                  "(WORKBENCH_GENERATION_QUEUE); retry shortly")
+            self._pending += 1
+        sink = req.sink
+
+        def counted(item: tuple[str, Any]) -> None:
+            if item[0] in ("done", "error"):
+                self._release(req)
+            try:
+                sink(item)
+            except Exception:  # a listener gone (a closed event loop) never takes the thread down
+                log.debug("a request's listener failed", exc_info=True)
+
+        req.sink = counted
         self._queue.put(req)
         return req
+
+    def cancel(self, req: GenRequest) -> None:
+        """The caller left: the row stops at the next step (or never starts), and frees its place."""
+        req.done = True
+        self._release(req)
+
+    def _release(self, req: GenRequest) -> None:
+        with self._pending_lock:
+            if not req.released:
+                req.released = True
+                self._pending -= 1
 
     def generate(self, req: GenRequest, timeout: float | None = None) -> Generation:
         """Blocking: submit and wait for the result (the RunPod worker and the bench use it)."""
@@ -138,6 +175,8 @@ class Engine:
                 raise value
 
     def close(self) -> None:
+        """Stop the thread; requests still waiting fail with a 503 rather than hang."""
+        self.closed = True
         self._queue.put(None)
 
     # ---- the generation thread ---------------------------------------------------------------
@@ -147,7 +186,7 @@ class Engine:
             if not waiting:
                 item = self._queue.get()
                 if item is None:
-                    return
+                    return self._fail_waiting(waiting)
                 waiting.append(item)
             while True:  # everything queued by now joins this round
                 try:
@@ -155,19 +194,42 @@ class Engine:
                 except queue.Empty:
                     break
                 if item is None:
-                    return
+                    return self._fail_waiting(waiting)
                 waiting.append(item)
+            waiting = [r for r in waiting if not r.done]  # a client that left before its turn
+            if not waiting:
+                continue
             key = waiting[0].sampling
             batch = [r for r in waiting if r.sampling == key][: self.max_batch]
             waiting = [r for r in waiting if r not in batch]
             try:
                 with self._lock:
-                    self._run(batch)
+                    gone = [r for r in batch if r.adapter is not None and r.adapter not in self.adapters]
+                    for r in gone:  # stopped since it was queued: it fails alone, never its batch
+                        r.done = True
+                        r.sink(("error", Conflict("this deployment was stopped", field="model")))
+                    batch = [r for r in batch if r not in gone]
+                    if batch:
+                        self._run(batch)
             except Exception as exc:  # a bad batch fails its requests, never the thread
                 log.exception("generation failed")
                 for r in batch:
                     if not r.done:
+                        r.done = True
                         r.sink(("error", exc))
+
+    def _fail_waiting(self, waiting: list[GenRequest]) -> None:
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                waiting.append(item)
+        for r in waiting:
+            if not r.done:
+                r.done = True
+                r.sink(("error", Unavailable("the model was unloaded; retry", field="model")))
 
     def _run(self, batch: list[GenRequest]) -> None:
         import torch
@@ -203,7 +265,7 @@ class Engine:
                 for r, t in zip(batch, value.reshape(-1).tolist(), strict=True):
                     if r.done:
                         continue
-                    if t in eos:
+                    if t in eos and not r.ignore_eos:
                         engine._finish(r, "stop")
                         continue
                     r.ids.append(t)
@@ -224,31 +286,43 @@ class Engine:
             kwargs.update(temperature=temp, top_p=top_p)
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
-        if self.adapters:
+        names = {r.adapter for r in batch}
+        context: Any = contextlib.nullcontext()
+        if self.adapters and len(names) > 1:  # mixed adapters in one batch: peft routes each row
             kwargs["adapter_names"] = [r.adapter or BASE for r in batch]
+        elif self.adapters and names == {None}:
+            context = self.model.disable_adapter()  # the base alone
+        elif self.adapters:
+            self.model.set_adapter(next(iter(names)))  # one adapter: peft's fast path (under the lock)
         self.batches += 1
         device = getattr(self.model, "device", None) or torch.device("cpu")
         ids, mask = ids.to(device), mask.to(device)
-        with torch.inference_mode():
+        with torch.inference_mode(), context:
+            # eos is each row's own stop (Rows/Streamer), so generate() itself never ends a row on it
             self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max(r.max_tokens for r in batch),
-                                pad_token_id=pad, streamer=Streamer(),
+                                pad_token_id=pad, eos_token_id=None, streamer=Streamer(),
                                 stopping_criteria=StoppingCriteriaList([Rows()]), **kwargs)
 
     def _emit(self, r: GenRequest) -> None:
-        """Send the row's text that is final: whole characters, past any partial stop string."""
-        text = self.tokenizer.decode(r.ids, skip_special_tokens=True)
-        for s in r.stop:
-            at = text.find(s)
-            if at >= 0:
-                self._finish(r, "stop", text[:at])
-                return
-        if text.endswith("\ufffd"):  # a multi-byte character still being built
+        """Decode the row's new token incrementally and send the text that is final: whole
+        characters, cut at a stop string, holding back what could still become one."""
+        tok = self.tokenizer
+        prefix = tok.decode(r.ids[r.prefix_offset:r.read_offset], skip_special_tokens=True)
+        new = tok.decode(r.ids[r.prefix_offset:], skip_special_tokens=True)
+        if len(new) <= len(prefix) or new.endswith("\ufffd"):  # a multi-byte character still being built
             return
+        r.text += new[len(prefix):]
+        r.prefix_offset, r.read_offset = r.read_offset, len(r.ids)
+        for s in r.stop:
+            at = r.text.find(s, max(0, len(r.sent) - len(s)))
+            if at >= 0:
+                self._finish(r, "stop", r.text[:at])
+                return
         hold = max((len(s) - 1 for s in r.stop), default=0)
-        self._send(r, text[: len(text) - hold] if hold else text)
+        self._send(r, r.text[: len(r.text) - hold] if hold else r.text)
 
     def _send(self, r: GenRequest, text: str) -> None:
-        if len(text) > len(r.sent) and text.startswith(r.sent):
+        if len(text) > len(r.sent):
             r.sink(("text", text[len(r.sent):]))
             r.sent = text
 
@@ -256,8 +330,11 @@ class Engine:
         """End a row: what a partial-stop hold kept back is final now (``text``: cut at a stop string)."""
         if r.done:
             return
-        self._send(r, text if text is not None else
-                   self.tokenizer.decode(r.ids, skip_special_tokens=True).rstrip("\ufffd"))
+        if text is None:
+            tail = self.tokenizer.decode(r.ids[r.prefix_offset:], skip_special_tokens=True).rstrip("\ufffd")
+            prefix = self.tokenizer.decode(r.ids[r.prefix_offset:r.read_offset], skip_special_tokens=True)
+            text = r.text + tail[len(prefix):]
+        self._send(r, text)
         r.done = True
         r.finish_reason = reason
         r.sink(("done", Generation(
@@ -306,6 +383,23 @@ def engine_for(key: str, load: Callable[[], tuple[Any, Any]]) -> Engine:
 def loaded() -> dict[str, Engine]:
     with _engines_lock:
         return dict(_engines)
+
+
+def unload(key: str) -> bool:
+    """Free a base model nobody serves any more (its weights, its thread)."""
+    with _engines_lock:
+        engine = _engines.pop(key, None)
+    if engine is None:
+        return False
+    engine.close()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:  # pragma: no cover
+        pass
+    return True
 
 
 def unload_all() -> None:

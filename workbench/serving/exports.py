@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
+from filelock import FileLock
+
 from ..errors import InvalidInput
 from ..jobfiles.checkpoints import find_checkpoint
 from ..jobs.service import JobService
@@ -51,13 +53,14 @@ def gguf_file(job_id: str, checkpoint: str | None = None, quantization: Quantiza
     folder = ckpt.parent.parent / EXPORTS / f"{ckpt.name}-{quantization}"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{job_id}-{ckpt.name}-{quantization}.gguf"
-    if not path.is_file():
-        try:
-            export_gguf(merged, path, outtype=quantization)
-        except ValueError as exc:  # an architecture or tokenizer the writer cannot map faithfully
-            raise InvalidInput(f"checkpoint: cannot export to GGUF: {exc}", field="checkpoint") from None
-    if not (folder / "Modelfile").is_file():
-        write_modelfile(path)
+    with FileLock(str(folder / ".export.lock"), timeout=900):  # two downloads at once build it once
+        if not path.is_file():
+            try:
+                export_gguf(merged, path, outtype=quantization)
+            except ValueError as exc:  # an architecture or tokenizer the writer cannot map faithfully
+                raise InvalidInput(f"checkpoint: cannot export to GGUF: {exc}", field="checkpoint") from None
+        if not (folder / "Modelfile").is_file():
+            write_modelfile(path)
     return path
 
 

@@ -18,10 +18,11 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .. import usage
-from ..errors import WorkbenchError
+from ..errors import Unavailable, WorkbenchError
 from . import budget
 from .deployments import DeploymentService, DeploymentStopped, budget_error
 from .engine import Generation
@@ -40,21 +41,33 @@ from .providers import get_provider
 log = logging.getLogger("workbench.serving")
 
 
+# Store and ledger calls, model loads and tokenizing: a pool of their own, so a burst of
+# requests (or a slow first load) never starves the event loop's shared worker threads.
+_POOL = ThreadPoolExecutor(16, thread_name_prefix="wb-serving")
+
+
+async def _run(fn: Any, *args: Any) -> Any:
+    return await asyncio.wrap_future(_POOL.submit(fn, *args))
+
+
 async def complete(kind: Kind, body: ChatRequest | CompletionRequest, owner: str, *,
                    conversation_id: str | None = None) -> dict[str, Any] | AsyncIterator[dict[str, Any]]:
     """The whole reply (a dict), or for ``stream: true`` an async iterator of chunk dicts."""
     svc = DeploymentService()
-    dep = await asyncio.to_thread(svc.for_model, body.model, owner)
+    dep = await _run(svc.for_model, body.model, owner)
     labels = (dep["id"], dep["model_name"], dep["provider"])
+    provider = get_provider(dep["provider"])
     try:
         svc.refuse_unless_live(dep)
+        prepared = await _run(provider.prepare, dep, kind, body)  # a bad prompt is refused before any charge
     except WorkbenchError as exc:
         ERRORS.labels(*labels, exc.code).inc()
         raise
-    charged = await asyncio.to_thread(budget.charge, dep["id"])
+    charged = await _run(budget.charge, dep["id"])
     if not charged.allowed:
         if charged.reason == "budget":
-            dep = await asyncio.to_thread(svc.stopped_by_budget, dep)
+            if charged.stopped_now:  # this request tripped the auto-stop: tear the deployment down
+                dep = await _run(svc.stopped_by_budget, dep)
             ERRORS.labels(*labels, "BUDGET_EXCEEDED").inc()
             raise budget_error(dep)
         ERRORS.labels(*labels, "DEPLOYMENT_STOPPED").inc()
@@ -62,29 +75,38 @@ async def complete(kind: Kind, body: ChatRequest | CompletionRequest, owner: str
     for alert in charged.alerts:
         ALERTS.labels(*labels, str(alert["threshold"])).inc()
         log.warning("deployment %s: %s", dep["id"], alert["message"])
-    if dep["status"] == "deploying" and dep["provider"] == "local":
-        await asyncio.to_thread(svc.mark_active, dep["id"])  # loaded on this first request
+    if dep["status"] == "deploying":
+        await _run(svc.mark_active, dep["id"])  # loaded by this first request
 
-    meter = _Meter(kind, dep, body, owner, conversation_id or body.conversation_id, cost=charged)
-    events = get_provider(dep["provider"]).generate(dep, kind, body)
+    meter = _Meter(kind, dep, body, owner, conversation_id or body.conversation_id)
+    events = provider.generate(dep, prepared)
     try:
         first = await anext(events)
-    except WorkbenchError as exc:
-        await meter.failed(exc, refund=exc.http_status < 500)
-        raise
-    except Exception as exc:
-        await meter.failed(exc, refund=False)
-        raise
+        if first[0] == "error":
+            raise first[1]
+    except BaseException as exc:  # nothing was generated: refused work is neither billed nor counted
+        await meter.failed(exc, refund=True)
+        await events.aclose()
+        if isinstance(exc, WorkbenchError) or not isinstance(exc, Exception):
+            raise
+        raise Unavailable(f"generation failed: {type(exc).__name__}: {exc}", field="model") from exc
     if not body.stream:
         return await meter.collect(first, events)
     return meter.stream(first, events)
 
 
+class StreamError(Exception):
+    """A stream that failed after it began: the route sends ``error`` as the last event."""
+
+    def __init__(self, error: dict[str, Any]):
+        super().__init__(error.get("message"))
+        self.error = error
+
+
 class _Meter:
     """Times one request and writes its usage row and metrics exactly once."""
 
-    def __init__(self, kind: Kind, dep: dict[str, Any], body: Any, owner: str, conversation_id: str | None,
-                 cost: budget.Charge):
+    def __init__(self, kind: Kind, dep: dict[str, Any], body: Any, owner: str, conversation_id: str | None):
         self.kind, self.dep, self.body, self.owner = kind, dep, body, owner
         self.conversation_id = conversation_id
         self.id = new_id(kind)
@@ -100,12 +122,17 @@ class _Meter:
         try:
             while item[0] == "text":
                 item = await anext(events)
-        except Exception as exc:
-            await self.failed(exc, refund=False)
+        except BaseException as exc:  # a failure, or the client left (the route cancels us): stop the row
+            await events.aclose()
+            await self.failed(exc if isinstance(exc, Exception) else ConnectionAbortedError("client disconnected"),
+                              refund=False)
             raise
         if item[0] == "error":
             await self.failed(item[1], refund=False)
-            raise item[1]
+            exc = item[1]
+            if isinstance(exc, WorkbenchError):
+                raise exc
+            raise Unavailable(f"generation failed: {type(exc).__name__}: {exc}", field="model") from exc
         gen: Generation = item[1]
         await self.done(gen)
         return reply(self.kind, self.id, self.dep["model_name"], gen, self.created)
@@ -120,16 +147,19 @@ class _Meter:
                     started = True
                 elif item[0] == "done":
                     gen: Generation = item[1]
+                    await self.done(gen)  # recorded before the last chunks: a client leaving now was served
                     if not started:
                         yield chunk(self.kind, self.id, model, self.created, text="", first=True)
                     yield chunk(self.kind, self.id, model, self.created, finish_reason=gen.finish_reason)
                     if self.body.include_usage:
                         yield chunk(self.kind, self.id, model, self.created, usage=usage_of(gen))
-                    await self.done(gen)
                     return
-                else:  # ("error", exc): the stream has begun, so it can only end
-                    await self.failed(item[1], refund=False)
-                    return
+                else:  # ("error", exc) mid-stream: an error event (the openai SDK raises it), no [DONE]
+                    exc = item[1]
+                    await self.failed(exc, refund=False)
+                    err = exc.to_dict() if isinstance(exc, WorkbenchError) else {
+                        "code": "GENERATION_FAILED", "message": f"{type(exc).__name__}: {exc}"}
+                    raise StreamError(err)
                 item = await anext(events)
         finally:
             if not self.recorded:  # the client left mid-stream
@@ -144,7 +174,7 @@ class _Meter:
         TOKENS.labels(*self.labels, "prompt").inc(gen.prompt_tokens)
         TOKENS.labels(*self.labels, "completion").inc(gen.completion_tokens)
         REQUESTS.labels(*self.labels, self.kind, "success").inc()
-        await asyncio.to_thread(usage.record, self._row(
+        await _run(usage.record, self._row(
             success=True, input_tokens=gen.prompt_tokens, output_tokens=gen.completion_tokens,
             latency_ms=gen.latency_s * 1000, ttft_ms=None if gen.ttft_s is None else gen.ttft_s * 1000))
 
@@ -153,10 +183,10 @@ class _Meter:
         reason = getattr(exc, "code", None) or type(exc).__name__
         ERRORS.labels(*self.labels, reason).inc()
         REQUESTS.labels(*self.labels, self.kind, "refused" if refund else "error").inc()
-        if refund:  # bad input: nothing was generated, so nothing is billed or counted
-            await asyncio.to_thread(budget.refund, self.dep["id"])
+        if refund:  # nothing was generated, so nothing is billed or counted
+            await _run(budget.refund, self.dep["id"])
             return
-        await asyncio.to_thread(usage.record, self._row(
+        await _run(usage.record, self._row(
             success=False, error=f"{reason}: {exc}"[:500], latency_ms=(time.perf_counter() - self.t0) * 1000))
 
     def _row(self, **fields: Any) -> usage.UsageRecord:

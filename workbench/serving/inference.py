@@ -42,6 +42,7 @@ class _OpenAIBody(BaseModel):
     stream_options: dict[str, Any] | None = None
     user: str | None = Field(None, max_length=256)
     metadata: dict[str, Any] | None = None
+    ignore_eos: bool = Field(False, description="vLLM's extension: generate max_tokens whatever the model says")
 
     @field_validator("stop")
     @classmethod
@@ -139,7 +140,7 @@ def request(engine: Engine, kind: Kind, body: ChatRequest | CompletionRequest, *
                            field="messages" if kind == "chat" else "prompt")
     budget = min(wanted, context - len(ids)) if context else wanted
     return GenRequest(prompt_ids=ids, max_tokens=budget, sink=_unset, temperature=body.temperature,
-                      top_p=body.top_p, stop=body.stops, adapter=adapter)
+                      top_p=body.top_p, stop=body.stops, adapter=adapter, ignore_eos=body.ignore_eos)
 
 
 def usage_of(gen: Generation) -> dict[str, int]:

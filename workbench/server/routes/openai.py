@@ -9,12 +9,16 @@ format, ending with ``data: [DONE]``. Every request goes through
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from ...errors import Forbidden
+from ...records import LOCAL_USER
 from ...serving import gateway
 from ...serving.deployments import LIVE, DeploymentService
 from ...serving.inference import ChatRequest, CompletionRequest
@@ -42,8 +46,23 @@ def _conversation(request: Request) -> str | None:
     return raw[:256] if raw else None
 
 
+DISCONNECT_POLL_S = 0.25
+
+
 async def _answer(request: Request, kind: str, body: Any) -> Any:
-    result = await gateway.complete(kind, body, owner(request), conversation_id=_conversation(request))  # type: ignore[arg-type]
+    """The reply; a client that hangs up on a whole (non-streamed) reply stops its generation too."""
+    task = asyncio.ensure_future(gateway.complete(kind, body, owner(request),  # type: ignore[arg-type]
+                                                  conversation_id=_conversation(request)))
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
+        if done:
+            break
+        if await request.is_disconnected():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+            return Response(status_code=499)  # nginx's "client closed request": nobody reads it
+    result = task.result()
     if isinstance(result, dict):
         return result
     return StreamingResponse(_sse(result), media_type="text/event-stream",
@@ -51,10 +70,13 @@ async def _answer(request: Request, kind: str, body: Any) -> Any:
 
 
 async def _sse(chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
+    """Chunks as SSE, then ``[DONE]``; a failure mid-stream ends with an ``error`` event instead."""
     try:
         async for c in chunks:
             yield b"data: " + dumps(c) + b"\n\n"
         yield b"data: [DONE]\n\n"
+    except gateway.StreamError as exc:
+        yield b"data: " + dumps({"error": exc.error}) + b"\n\n"
     finally:
         await chunks.aclose()  # type: ignore[attr-defined]
 
@@ -86,9 +108,15 @@ async def list_models(request: Request) -> dict[str, Any]:
     return {"object": "list", "data": data}
 
 
-@api.get("/metrics", summary="Prometheus metrics", media_type="text/plain")
+@api.get("/metrics", summary="Prometheus metrics", media_type="text/plain", errors=(403,))
 async def metrics(request: Request) -> Response:
-    """Per deployment: requests by outcome, tokens, latency and time-to-first-token histograms, errors."""
+    """Per deployment: requests by outcome, tokens, latency and time-to-first-token histograms, errors.
+
+    Every user's deployments are in it, so only the server's own (local) user may read it."""
     from ...serving.metrics import CONTENT_TYPE, render
+
+    if owner(request) != LOCAL_USER:
+        raise Forbidden("/metrics covers every user's deployments: scrape it with the server owner's token "
+                        "(`workbench token`)", field="authorization")
 
     return Response(render(), media_type=CONTENT_TYPE)

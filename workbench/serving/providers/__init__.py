@@ -5,8 +5,10 @@
 * ``status(dep)`` is the provider's live view (``status`` and whatever it knows: workers …);
 * ``stop(dep)`` tears it down for good;
 * ``usage(dep)`` is the provider's side of the bill: ``cost_per_request`` and what it charges for;
-* ``generate(dep, kind, body)`` is an async iterator of ``("text", piece)`` then
-  ``("done", Generation)``: the gateway meters and records every request around it.
+* ``prepare(dep, kind, body)`` (blocking, before any money moves) loads what the request needs
+  and checks it: a bad prompt is refused here, so it is never charged;
+* ``generate(dep, prepared)`` is an async iterator of ``("text", piece)`` then
+  ``("done", Generation)`` (or ``("error", exc)``): the gateway meters and records around it.
 
 Providers are found by name (``get_provider``), as papermill finds engines; a plug-in adds one
 with ``register_provider``.
@@ -40,7 +42,10 @@ class Provider(ABC):
     def usage(self, dep: dict[str, Any]) -> dict[str, Any]: ...
 
     @abstractmethod
-    def generate(self, dep: dict[str, Any], kind: str, body: Any) -> AsyncIterator[Event]: ...
+    def prepare(self, dep: dict[str, Any], kind: str, body: Any) -> Any: ...
+
+    @abstractmethod
+    def generate(self, dep: dict[str, Any], prepared: Any) -> AsyncIterator[Event]: ...
 
 
 _providers: dict[str, Provider] = {}

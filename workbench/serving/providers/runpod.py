@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,6 +23,8 @@ from ..engine import Generation
 from . import Event, Provider
 
 DEFAULT_IMAGE = "ghcr.io/fine-tune-workbench/runpod-worker:latest"
+# /runsync calls wait up to minutes on a cold worker: their own threads, never the event loop's shared pool
+_POOL = ThreadPoolExecutor(32, thread_name_prefix="wb-runpod")
 RUNSYNC_TIMEOUT_S = 120.0
 
 # The reference's price per request for each GPU type, USD.
@@ -80,10 +83,13 @@ class RunPodProvider(Provider):
         try:
             template = client.create_template(name=f"{dep['deployment_name']} ({dep['id']})",
                                               image=os.environ.get("WORKBENCH_RUNPOD_IMAGE", DEFAULT_IMAGE), env=env)
+        except RunPodError as exc:
+            raise _unavailable(exc) from None
+        try:
             endpoint = client.create_endpoint(name=f"{dep['deployment_name']} ({dep['id']})",
                                               template_id=template["id"], gpu_type=cfg["gpu_type"],
                                               workers_min=cfg["min_workers"], workers_max=cfg["max_workers"])
-        except RunPodError as exc:
+        except RunPodError as exc:  # the template stays (templates cost nothing); its name says whose it is
             raise _unavailable(exc) from None
         return {"status": "deploying", "endpoint_id": endpoint["id"], "endpoint_url": endpoint_url(endpoint["id"]),
                 "template_id": template["id"]}
@@ -123,16 +129,25 @@ class RunPodProvider(Provider):
         return {"cost_per_request": GPU_PRICES[dep["config"]["gpu_type"]],
                 "billed": "per request at the reference's GPU price; RunPod bills per second of worker time"}
 
-    async def generate(self, dep: dict[str, Any], kind: str, body: Any) -> AsyncIterator[Event]:
-        from ..runpod_api import RunPodError
-
+    def prepare(self, dep: dict[str, Any], kind: str, body: Any) -> tuple[Any, dict[str, Any], str]:
+        """The client (its key decrypted here, off the event loop) and the worker's input."""
         route = "/v1/chat/completions" if kind == "chat" else "/v1/completions"
+        try:
+            client = _client(dep["owner"])
+        except NoRunPodKey as exc:  # on /v1 a 401 would read as "your workbench token is wrong"
+            raise Unavailable(f"this deployment cannot reach RunPod: {exc.message}", field="model") from None
         payload = {"input": {"openai_route": route,
                              "openai_input": {**body.model_dump(exclude_none=True), "stream": False}}}
+        return client, payload, kind
+
+    async def generate(self, dep: dict[str, Any], prepared: tuple[Any, dict[str, Any], str]) -> AsyncIterator[Event]:
+        from ..runpod_api import RunPodError
+
+        client, payload, kind = prepared
         t0 = time.perf_counter()
         try:
-            out = await asyncio.to_thread(_client(dep["owner"]).run_sync, dep["endpoint_id"], payload,
-                                          RUNSYNC_TIMEOUT_S)
+            out = await asyncio.wrap_future(_POOL.submit(client.run_sync, dep["endpoint_id"], payload,
+                                                         RUNSYNC_TIMEOUT_S))
         except RunPodError as exc:
             raise _unavailable(exc) from None
         choice = (out.get("choices") or [{}])[0]
