@@ -92,3 +92,17 @@ class Unavailable(WorkbenchError):
 
     code = "UNAVAILABLE"
     http_status = 503
+
+
+class BadDocument(WorkbenchError):
+    """An upload that cannot be read as what it claims to be (a corrupt PDF, a broken DOCX)."""
+
+    code = "BAD_DOCUMENT"
+    http_status = 400
+
+
+class UnsupportedType(WorkbenchError):
+    """An upload of a kind the workbench does not read (only PDF, DOCX, TXT and MD are)."""
+
+    code = "UNSUPPORTED_MEDIA_TYPE"
+    http_status = 415

@@ -46,9 +46,10 @@ def _folder_bytes(path: Path) -> int:
 
 
 def used_bytes(store: Store, owner: str) -> int:
-    """Bytes on disk under the owner's dataset and job folders."""
+    """Bytes on disk under the owner's dataset, job and knowledge-base document folders."""
     total = 0
-    for table, folder in (("datasets", home.datasets_dir()), ("jobs", home.jobs_dir())):
+    for table, folder in (("datasets", home.datasets_dir()), ("jobs", home.jobs_dir()),
+                          ("kb_documents", home.home() / "knowledge")):
         for rec in store.all(table, owner):
             total += _folder_bytes(folder / rec["id"])
     return total

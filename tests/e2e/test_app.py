@@ -221,3 +221,32 @@ def test_a_user_deploys_a_finished_job_chats_with_it_and_stops_it(page, finished
     assert "stopped" in wait_text(page, ".wb-deploy-status", "stopped", timeout=30)
     assert page.locator("button.wb-chat-send").first.is_disabled()
     shot(page, "8-stopped")
+
+
+def test_a_user_uploads_to_the_knowledge_base_searches_and_deletes(page, tmp_path) -> None:
+    doc = tmp_path / "catering.md"
+    doc.write_text("# Orbital Catering\n\n## Staff\n\nChef Marisol Ventura leads the Orbital Catering kitchen "
+                   "on deck nine.\n\n## Menu\n\nThe Orbital Catering menu serves kelp noodles on Tuesdays.\n")
+    tab(page, "Knowledge")
+    with page.expect_file_chooser() as chooser:
+        page.locator("button.wb-kb-upload").first.click()
+    chooser.value.set_files(str(doc))
+    wait_text(page, "button.wb-kb-upload", "(1)", timeout=30)
+    page.locator("button.wb-kb-upload-button").first.click()
+    wait_text(page, ".wb-kb-message", "uploaded", timeout=60)
+    wait_text(page, ".wb-kb-documents", "processed", timeout=180)  # the list follows the background work
+    shot(page, "9-knowledge-processed")
+
+    set_field(page, ".wb-kb-query", "Who leads the kitchen?")
+    page.locator("button.wb-kb-search").first.click()
+    hits = wait_text(page, ".wb-kb-hits", "#1", timeout=60)
+    assert "Marisol" in hits and "catering.md" in hits
+    page.locator("button.wb-kb-neighbourhood-button").first.click()
+    assert "Orbital Catering" in wait_text(page, ".wb-kb-neighbourhood", "Entities", timeout=30)
+    shot(page, "10-knowledge-search")
+
+    page.locator("button.wb-kb-delete").first.click()
+    wait_text(page, ".wb-kb-message", "deleted:", timeout=60)
+    assert "no documents yet" in wait_text(page, ".wb-kb-documents", "no documents yet", timeout=30)
+    page.locator("button.wb-kb-search").first.click()
+    assert "nothing found" in wait_text(page, ".wb-kb-hits", "nothing found", timeout=60)

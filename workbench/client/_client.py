@@ -464,7 +464,33 @@ class _Deployments(_Base):
         return OpenAI(base_url=f"{self._transport.base_url}/v1", api_key=self._transport.token or "none")
 
 
-class TrainingClient(_Server, _Models, _Datasets, _Configs, _Jobs, _Live, _Results, _Analytics, _Deployments):
+class _GraphRAG(_Base):
+    def upload_document(self, path: str | os.PathLike[str], metadata: Mapping[str, Any] | None = None, *,
+                        file: bytes | None = None) -> dict[str, Any]:
+        """Upload a PDF, DOCX, TXT or MD file to the knowledge base (``processed`` turns true later)."""
+        p = Path(path)
+        content = file if file is not None else p.read_bytes()
+        data = {"metadata": json.dumps(dict(metadata))} if metadata else {}
+        return self._post("/api/graphrag/upload", files={"file": (p.name, content)}, data=data, timeout=600)
+
+    def list_documents(self) -> list[dict[str, Any]]:
+        return self._get("/api/graphrag/documents")["documents"]
+
+    def search_knowledge(self, query: str, limit: int = 5, method: str = "hybrid",
+                         document_ids: Sequence[str] | None = None) -> dict[str, Any]:
+        """``context`` (for a prompt), ranked ``sources`` and ``metadata.searchMethod``."""
+        body = {"query": query, "limit": limit, "method": method,
+                **drop_none(document_ids=list(document_ids) if document_ids else None)}
+        return self._post("/api/graphrag/search", body)
+
+    def chunk_neighbourhood(self, chunk_id: str) -> dict[str, Any]:
+        return self._get(f"/api/graphrag/chunks/{seg(chunk_id)}/neighbourhood")
+
+    def delete_document(self, document_id: str) -> dict[str, Any]:
+        return self._delete(f"/api/graphrag/delete/{seg(document_id)}")
+
+
+class TrainingClient(_Server, _Models, _Datasets, _Configs, _Jobs, _Live, _Results, _Analytics, _Deployments, _GraphRAG):
     """A client for one workbench server. Use it as a context manager, or call :meth:`close`.
 
     One method per API operation (:data:`~workbench.client.OPERATIONS` maps each ``operationId``

@@ -67,6 +67,12 @@ OPERATIONS: MappingProxyType[str, str] = MappingProxyType({
     "deployments_delete_secret": "delete_secret",
     "deployments_download_merged": "download_merged",
     "deployments_download_gguf": "download_gguf",
+    # graphrag
+    "graphrag_upload": "upload_document",
+    "graphrag_list_documents": "list_documents",
+    "graphrag_search": "search_knowledge",
+    "graphrag_neighbourhood": "chunk_neighbourhood",
+    "graphrag_delete": "delete_document",
     # openai
     "openai_chat_completions": "chat_completions",
     "openai_completions": "completions",

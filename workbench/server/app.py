@@ -37,6 +37,7 @@ from .routes import (
     configs,
     datasets,
     deployments,
+    graphrag,
     jobs,
     live,
     models,
@@ -45,7 +46,7 @@ from .routes import (
 )
 
 SWITCH_INTERVAL_S = 0.001
-AREAS = (models, datasets, configs, jobs, results, analytics, live, deployments, openai)
+AREAS = (models, datasets, configs, jobs, results, analytics, live, deployments, openai, graphrag)
 
 
 def operations() -> list[Operation]:
@@ -129,7 +130,15 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
 
 
 def _restore_deployments() -> None:
+    from ..graphrag.service import KnowledgeBaseService
     from ..serving.providers.local import restore
+
+    try:
+        resumed = KnowledgeBaseService().resume()  # documents an earlier process left unprocessed
+        if resumed:
+            logging.getLogger("workbench.server").info("resumed documents: %s", ", ".join(resumed))
+    except Exception:  # never take the server down over it
+        logging.getLogger("workbench.server").exception("resuming documents failed")
 
     try:
         restored = restore()

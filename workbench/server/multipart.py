@@ -162,7 +162,7 @@ async def receive_upload(request: Request, limit: int) -> Upload:
     """
     ctype, options = parse_options_header(request.headers.get("content-type", ""))
     if ctype != b"multipart/form-data" or not options.get(b"boundary"):
-        raise UnsupportedMediaType("upload the dataset as multipart/form-data with a 'file' part", field="file")
+        raise UnsupportedMediaType("upload the file as multipart/form-data with a 'file' part", field="file")
     declared = content_length(request)
     if declared is not None and declared > limit + MULTIPART_SLACK:
         raise TooLarge(f"upload is larger than the limit of {limit / 2**20:.1f} MB", field="file")

@@ -10,13 +10,14 @@ from .backend import Backend, default_backend
 
 
 class WorkbenchApp:
-    """Datasets, Configs, Training, Compare and Deploy tabs over one backend."""
+    """Datasets, Configs, Training, Compare, Deploy and Knowledge tabs over one backend."""
 
     def __init__(self, backend: Backend | None = None):
         from .compare import JobsComparison
         from .configs import ConfigEditor
         from .datasets import DatasetPanel
         from .deployment import DeploymentPanel
+        from .graphsearch import GraphSearchPanel
         from .monitor import TrainingMonitor
 
         self.backend = backend or default_backend()
@@ -25,9 +26,10 @@ class WorkbenchApp:
         self.monitor = TrainingMonitor(self.backend)
         self.compare = JobsComparison(self.backend)
         self.deploy = DeploymentPanel(self.backend)
+        self.knowledge = GraphSearchPanel(self.backend)
         self.tabs = w.Tab(children=[self.datasets.widget, self.configs.widget, self.monitor.widget,
-                                    self.compare.widget, self.deploy.widget])
-        for i, title in enumerate(["Datasets", "Configs", "Training", "Compare", "Deploy"]):
+                                    self.compare.widget, self.deploy.widget, self.knowledge.widget])
+        for i, title in enumerate(["Datasets", "Configs", "Training", "Compare", "Deploy", "Knowledge"]):
             self.tabs.set_title(i, title)
         self.tabs.add_class("wb-app-tabs")
         self.tabs.observe(self._on_tab, names="selected_index")
@@ -38,7 +40,8 @@ class WorkbenchApp:
 
     def _on_tab(self, change: dict[str, Any]) -> None:
         """Panels list what other panels created; refresh the one being opened."""
-        panel = [self.datasets, self.configs, self.monitor, self.compare, self.deploy][change["new"]]
+        panel = [self.datasets, self.configs, self.monitor, self.compare, self.deploy,
+                 self.knowledge][change["new"]]
         refresh = getattr(panel, "reload", None) or getattr(panel, "refresh", None)
         if callable(refresh):
             try:

@@ -62,6 +62,12 @@ class Backend(Protocol):
         ...
     def secrets(self) -> list[dict[str, Any]]: ...
     def set_secret(self, name: str, value: str) -> dict[str, Any]: ...
+    def upload_document(self, content: bytes, filename: str, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+        ...
+    def documents(self) -> list[dict[str, Any]]: ...
+    def search_knowledge(self, query: str, method: str, limit: int) -> dict[str, Any]: ...
+    def neighbourhood(self, chunk_id: str) -> dict[str, Any]: ...
+    def delete_document(self, document_id: str) -> dict[str, Any]: ...
 
 
 class LocalBackend:
@@ -235,6 +241,33 @@ class LocalBackend:
         return user_secrets.set_secret(name, value, self.owner)
 
 
+    # ---- the knowledge base -----------------------------------------------------------------
+    def upload_document(self, content: bytes, filename: str, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+        from ..graphrag.service import KnowledgeBaseService
+
+        return KnowledgeBaseService().upload(filename, content, self.owner, metadata)
+
+    def documents(self) -> list[dict[str, Any]]:
+        from ..graphrag.service import KnowledgeBaseService
+
+        return KnowledgeBaseService().list(self.owner)
+
+    def search_knowledge(self, query: str, method: str, limit: int) -> dict[str, Any]:
+        from ..graphrag.service import KnowledgeBaseService
+
+        return KnowledgeBaseService().search(query, self.owner, method=method, limit=limit)
+
+    def neighbourhood(self, chunk_id: str) -> dict[str, Any]:
+        from ..graphrag.service import KnowledgeBaseService
+
+        return KnowledgeBaseService().neighbourhood(chunk_id, self.owner)
+
+    def delete_document(self, document_id: str) -> dict[str, Any]:
+        from ..graphrag.service import KnowledgeBaseService
+
+        return KnowledgeBaseService().delete(document_id, self.owner)
+
+
 class RemoteBackend:
     """A workbench server, through :class:`workbench.client.TrainingClient`."""
 
@@ -362,6 +395,23 @@ class RemoteBackend:
 
     def set_secret(self, name: str, value: str) -> dict[str, Any]:
         return self.client.set_secret(name, value)
+
+
+    # ---- the knowledge base -----------------------------------------------------------------
+    def upload_document(self, content: bytes, filename: str, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+        return self.client.upload_document(filename, metadata, file=content)["document"]
+
+    def documents(self) -> list[dict[str, Any]]:
+        return self.client.list_documents()
+
+    def search_knowledge(self, query: str, method: str, limit: int) -> dict[str, Any]:
+        return self.client.search_knowledge(query, limit=limit, method=method)
+
+    def neighbourhood(self, chunk_id: str) -> dict[str, Any]:
+        return self.client.chunk_neighbourhood(chunk_id)
+
+    def delete_document(self, document_id: str) -> dict[str, Any]:
+        return self.client.delete_document(document_id)
 
 
 def default_backend() -> Backend:

@@ -1,0 +1,1 @@
+"""GraphRAG: knowledge graphs over an embedded FalkorDB (see ``workbench.graphrag.falkor``)."""
