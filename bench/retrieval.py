@@ -70,6 +70,9 @@ def kb_seed() -> Path:
     default = Path(__file__).resolve().parents[2] / "shared" / "seeds" / "knowledge-base.md"
     if default.is_file():
         return default
+    copy = Path(__file__).resolve().parents[1] / "tests" / "data" / "knowledge-base.md"  # the repository's copy
+    if copy.is_file():
+        return copy
     env = os.environ.get(KB_SEED_ENV)
     if env and Path(env).is_file():
         return Path(env)

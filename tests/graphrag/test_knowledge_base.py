@@ -8,7 +8,6 @@ leaving nothing behind.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,8 +16,7 @@ import pytest
 from workbench.errors import BadDocument, NotFound, UnsupportedType
 from workbench.testing import scratch_home
 
-KB = Path(os.environ.get("WORKBENCH_KB_SEED") or Path(__file__).resolve().parents[3] / "shared" / "seeds" /
-          "knowledge-base.md")
+KB = Path(__file__).resolve().parents[1] / "data" / "knowledge-base.md"  # a copy of ../shared/seeds/knowledge-base.md
 UNIQUE = """# Zorblax Appendix
 
 ## Zorblax-9 coolant

@@ -10,7 +10,6 @@ sections of ``a | b | c`` rows, header first. A PDF gives one section per page. 
 from __future__ import annotations
 
 import io
-import os
 import random
 import re
 import zipfile
@@ -22,8 +21,7 @@ from workbench.errors import BadDocument, UnsupportedType, WorkbenchError
 from workbench.graphrag import parsing
 from workbench.graphrag.parsing import ParsedDocument, Section, parse
 
-KB = Path(os.environ.get("WORKBENCH_KB_SEED") or Path(__file__).resolve().parents[3] / "shared" / "seeds" /
-          "knowledge-base.md")
+KB = Path(__file__).resolve().parents[1] / "data" / "knowledge-base.md"  # a copy of ../shared/seeds/knowledge-base.md
 
 # The seed's own price list as a pipe table, for the table cases (the seed itself has none).
 PRICE_TABLE = """| Model | Input | Output |

@@ -270,3 +270,25 @@ def test_a_client_that_hangs_up_stops_its_generation(served: Served) -> None:
     httpx.post(f"{served.base_url}/v1/completions", json=body, headers=h, timeout=120)
     full = time.perf_counter() - full
     assert stopped_after < full / 2  # the abandoned row ended long before a whole one takes
+
+
+def test_a_chat_can_be_grounded_in_the_knowledge_base_and_names_its_sources(served: Served) -> None:
+    from workbench.graphrag.service import KnowledgeBaseService
+
+    kb = KnowledgeBaseService()
+    doc = kb.wait(kb.upload("catering.md", b"# Orbital Catering\n\n## Staff\n\nChef Marisol Ventura leads the "
+                                          b"Orbital Catering kitchen on deck nine.\n")["id"])
+    _deploy(served, "grounded", checkpoint_selection="final")
+    oa = served.openai()
+    ask = [{"role": "user", "content": "Who leads the Orbital Catering kitchen?"}]
+    plain = oa.chat.completions.create(model="grounded", messages=ask, max_tokens=4, temperature=0)
+    rich = oa.chat.completions.create(model="grounded", messages=ask, max_tokens=4, temperature=0,
+                                      extra_body={"knowledge_base": {"limit": 2}})
+    sources = rich.model_extra["knowledge"]["sources"]
+    assert sources and sources[0]["documentId"] == doc["id"] and sources[0]["filename"] == "catering.md"
+    assert rich.usage.prompt_tokens > plain.usage.prompt_tokens + 10  # the passages went into the prompt
+    assert "knowledge" not in (plain.model_extra or {})
+    with pytest.raises(openai.UnprocessableEntityError) as bad:
+        oa.chat.completions.create(model="grounded", messages=ask, extra_body={"knowledge_base": {"limit": 99}})
+    assert bad.value.body["field"].startswith("knowledge_base")
+    kb.delete(doc["id"])

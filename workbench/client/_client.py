@@ -430,13 +430,15 @@ class _Deployments(_Base):
                          top_p: float | None = None, n: int | None = None, stop: str | list[str] | None = None,
                          stream: bool | None = None, stream_options: dict[str, Any] | None = None,
                          user: str | None = None, metadata: dict[str, Any] | None = None,
-                         ignore_eos: bool | None = None) -> dict[str, Any]:
+                         ignore_eos: bool | None = None,
+                         knowledge_base: dict[str, Any] | None = None) -> dict[str, Any]:
         """One chat reply as a dict (``stream`` is for the ``openai`` SDK: see :meth:`openai_client`)."""
         if stream:
             raise ValueError("stream with the openai SDK: client.openai_client().chat.completions.create(stream=True)")
         return self._post("/v1/chat/completions", {"model": model, "messages": list(messages), **drop_none(
             max_tokens=max_tokens, max_completion_tokens=max_completion_tokens, temperature=temperature, top_p=top_p,
-            n=n, stop=stop, stream_options=stream_options, user=user, metadata=metadata, ignore_eos=ignore_eos)})
+            n=n, stop=stop, stream_options=stream_options, user=user, metadata=metadata, ignore_eos=ignore_eos,
+            knowledge_base=knowledge_base)})
 
     def completions(self, model: str, prompt: str, *, max_tokens: int | None = None, temperature: float | None = None,
                     top_p: float | None = None, n: int | None = None, stop: str | list[str] | None = None,

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .. import usage
-from ..errors import Unavailable, WorkbenchError
+from ..errors import InvalidInput, Unavailable, WorkbenchError
 from . import budget
 from .deployments import DeploymentService, DeploymentStopped, budget_error
 from .engine import Generation
@@ -57,8 +57,11 @@ async def complete(kind: Kind, body: ChatRequest | CompletionRequest, owner: str
     dep = await _run(svc.for_model, body.model, owner)
     labels = (dep["id"], dep["model_name"], dep["provider"])
     provider = get_provider(dep["provider"])
+    knowledge = None
     try:
         svc.refuse_unless_live(dep)
+        if kind == "chat" and getattr(body, "knowledge_base", None) is not None:
+            body, knowledge = await _run(ground, body, owner)
         prepared = await _run(provider.prepare, dep, kind, body)  # a bad prompt is refused before any charge
     except WorkbenchError as exc:
         ERRORS.labels(*labels, exc.code).inc()
@@ -79,6 +82,7 @@ async def complete(kind: Kind, body: ChatRequest | CompletionRequest, owner: str
         await _run(svc.mark_active, dep["id"])  # loaded by this first request
 
     meter = _Meter(kind, dep, body, owner, conversation_id or body.conversation_id)
+    meter.knowledge = knowledge
     events = provider.generate(dep, prepared)
     try:
         first = await anext(events)
@@ -93,6 +97,32 @@ async def complete(kind: Kind, body: ChatRequest | CompletionRequest, owner: str
     if not body.stream:
         return await meter.collect(first, events)
     return meter.stream(first, events)
+
+
+GROUNDING = ("Answer using the context below when it is relevant, and say which numbered source you used.\n\n"
+             "Context:\n{context}")
+
+
+def ground(body: ChatRequest, owner: str) -> tuple[ChatRequest, dict[str, Any]]:
+    """The chat with the knowledge base's passages for its last user message as a leading system
+    message, and what the reply reports about them."""
+    from ..graphrag.service import KnowledgeBaseService
+    from .inference import Message
+
+    opts = body.knowledge_base
+    assert opts is not None
+    question = next((m.text for m in reversed(body.messages) if m.role == "user"), "")
+    if not question.strip():
+        raise InvalidInput("knowledge_base: the chat has no user message to search for", field="knowledge_base")
+    found = KnowledgeBaseService().search(question, owner, method=opts.method, limit=opts.limit,
+                                          document_ids=opts.document_ids)
+    report = {"searchMethod": opts.method, "sources": [
+        {k: s[k] for k in ("documentId", "filename", "chunkId", "heading", "relevanceScore")}
+        for s in found["sources"]]}
+    if not found["sources"]:
+        return body.model_copy(update={"knowledge_base": None}), report
+    system = Message(role="system", content=GROUNDING.format(context=found["context"]))
+    return body.model_copy(update={"messages": [system, *body.messages], "knowledge_base": None}), report
 
 
 class StreamError(Exception):
@@ -116,6 +146,7 @@ class _Meter:
         self.labels = (dep["id"], dep["model_name"], dep["provider"])
         self.cost_micro = usage.to_micro(dep["cost_per_request"])
         self.recorded = False
+        self.knowledge: dict[str, Any] | None = None  # the knowledge-base sources the prompt used
 
     async def collect(self, first: tuple[str, Any], events: AsyncIterator[tuple[str, Any]]) -> dict[str, Any]:
         item = first
@@ -135,7 +166,10 @@ class _Meter:
             raise Unavailable(f"generation failed: {type(exc).__name__}: {exc}", field="model") from exc
         gen: Generation = item[1]
         await self.done(gen)
-        return reply(self.kind, self.id, self.dep["model_name"], gen, self.created)
+        out = reply(self.kind, self.id, self.dep["model_name"], gen, self.created)
+        if self.knowledge is not None:
+            out["knowledge"] = self.knowledge
+        return out
 
     async def stream(self, first: tuple[str, Any], events: AsyncIterator[tuple[str, Any]]) -> AsyncIterator[dict]:
         model = self.dep["model_name"]
@@ -143,7 +177,10 @@ class _Meter:
         try:
             while True:
                 if item[0] == "text":
-                    yield chunk(self.kind, self.id, model, self.created, text=item[1], first=not started)
+                    c = chunk(self.kind, self.id, model, self.created, text=item[1], first=not started)
+                    if not started and self.knowledge is not None:
+                        c["knowledge"] = self.knowledge
+                    yield c
                     started = True
                 elif item[0] == "done":
                     gen: Generation = item[1]

@@ -79,9 +79,21 @@ class Message(BaseModel):
         return self.content or ""
 
 
+class KnowledgeOptions(BaseModel):
+    """Ground the reply in the caller's knowledge base: the last user message is searched, and the
+    passages found lead the prompt as a system message; the reply names them (``knowledge``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(3, ge=1, le=10)
+    method: Literal["hybrid", "vector", "keyword", "graph"] = "hybrid"
+    document_ids: list[str] | None = Field(None, max_length=100)
+
+
 class ChatRequest(_OpenAIBody):
     messages: list[Message] = Field(min_length=1, max_length=1000)
     max_completion_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS)
+    knowledge_base: KnowledgeOptions | None = Field(None, description="add knowledge-base context to the prompt")
 
 
 class CompletionRequest(_OpenAIBody):
