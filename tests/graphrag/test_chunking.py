@@ -226,3 +226,14 @@ def test_a_table_with_a_huge_row_is_still_split() -> None:
 def test_bad_sizes_are_refused(max_words: int, overlap: int) -> None:
     with pytest.raises(ValueError):
         chunk(doc_of(Section(text="x")), max_words=max_words, overlap_words=overlap)
+
+
+def test_sentences_are_the_chunks_lines_and_sentences_led_by_their_section() -> None:
+    from workbench.graphrag.chunking import Chunk, sentences
+
+    c = Chunk(index=0, heading="Guide > Pricing", section_index=0,
+              text="Guide > Pricing\nThe Team plan costs $249. It has ten seats.\n- Business: $1,190 a month\n- ok")
+    assert sentences(c) == ["Pricing: The Team plan costs $249.", "Pricing: It has ten seats.",
+                            "Pricing: Business: $1,190 a month"]  # "ok" is under three words
+    bare = Chunk(index=0, heading="", section_index=0, text="No heading at all here. Second one too.")
+    assert sentences(bare) == ["No heading at all here.", "Second one too."]

@@ -92,6 +92,7 @@ def test_deleting_a_document_leaves_nothing_any_method_can_find(kb) -> None:
         hits = svc.search("What coolant does the Zorblax-9 reactor use?", method=method, limit=3)["sources"]
         assert hits and hits[0]["documentId"] == doc["id"], method
     kept = store.count()["terms"]
+    assert store.count(doc["id"])["sentences"] >= doc["chunks"]  # its sentence vectors are in the graph too
 
     removed = svc.delete(doc["id"])
     assert removed["chunks"] == doc["chunks"] and removed["terms"] >= 3
@@ -100,7 +101,7 @@ def test_deleting_a_document_leaves_nothing_any_method_can_find(kb) -> None:
         hits = svc.search("What coolant does the Zorblax-9 reactor use? Velmora Quasnik", method=method, limit=10)
         assert all(s["documentId"] != doc["id"] and "Zorblax" not in s["text"] for s in hits["sources"]), method
     assert store.term_frequencies(["zorblax-9", "velmora", "quasnik"]) == {}
-    assert store.count(doc["id"])["chunks"] == 0 and store.count()["terms"] == kept - removed["terms"]
+    assert store.count(doc["id"]) == {"chunks": 0, "sentences": 0} and store.count()["terms"] == kept - removed["terms"]
     assert store.count(kb_doc["id"])["chunks"] == kb_doc["chunks"]  # the other document is untouched
     with pytest.raises(NotFound):
         svc.delete(doc["id"])

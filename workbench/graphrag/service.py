@@ -227,7 +227,7 @@ class KnowledgeBaseService:
 
     def process(self, doc_id: str) -> None:
         """Chunk, embed, extract entities, write the graph (and graphiti's episodes with an LLM)."""
-        from .chunking import chunk
+        from .chunking import chunk, sentences
         from .parsing import ParsedDocument
 
         rec = self.store.get(TABLE, doc_id)
@@ -247,15 +247,19 @@ class KnowledgeBaseService:
         done, terms = 0, set()
         for start in range(0, len(chunks), WRITE_BATCH):
             part = chunks[start:start + WRITE_BATCH]
+            said = [sentences(c) for c in part]
+            texts = [c.text for c in part] + [s for group in said for s in group]  # one embedding pass for both
             vectors: list[list[float]] = []
-            for i in range(0, len(part), EMBED_BATCH):
-                vectors += embedder.embed([c.text for c in part[i:i + EMBED_BATCH]])
+            for i in range(0, len(texts), EMBED_BATCH):
+                vectors += embedder.embed(texts[i:i + EMBED_BATCH])
+            small = iter(vectors[len(part):])
             rows = []
-            for c, v in zip(part, vectors, strict=True):
+            for c, v, group in zip(part, vectors, said, strict=False):
                 found = extract(c.text)
                 terms.update(k for k, _ in found)
                 rows.append(ChunkRow(id=f"{doc_id}:{c.index}", document_id=doc_id, idx=c.index, heading=c.heading,
-                                     text=c.text, embedding=v, terms=found))
+                                     text=c.text, embedding=v, terms=found,
+                                     sentence_embeddings=[next(small) for _ in group]))
             store.add_chunks(doc_id, rec["filename"], rows)
             done += len(part)
             self.store.update(TABLE, doc_id, {"progress": {"chunks_done": done, "chunks_total": len(chunks)}})

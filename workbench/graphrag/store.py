@@ -5,6 +5,9 @@ user's knowledge base):
 
     (:Document {id, filename})-[:HAS_CHUNK]->(:Chunk {id, document_id, idx, heading, text, embedding})
     (:Chunk)-[:MENTIONS]->(:Term {key, name})        locally extracted entities
+    (:Chunk)-[:HAS_SENTENCE]->(:Sentence {chunk_id, document_id, embedding})   small vectors
+
+Vector search scores a chunk by the better of its own vector and its best sentence's.
 
 ``FalkorGraphStore`` uses FalkorDB's native indexes: a vector index (HNSW, cosine) on
 ``Chunk.embedding`` and a full-text index (RediSearch) on ``Chunk.text``. ``Neo4jGraphStore``
@@ -17,10 +20,11 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 WORD = re.compile(r"[A-Za-z0-9]+")
+MAX_EXPAND_DF = 25  # an entity in more chunks than this links everything to everything: never expanded
 STOPWORDS = frozenset("""a an and are as at be by can do does for from has have how i if in is it its me my of on
 or that the their there these this to was what when where which who why will with you your about any all
 also into more most much not only other our out over than then them they use used using via we were""".split())
@@ -35,6 +39,7 @@ class ChunkRow:
     text: str
     embedding: list[float]
     terms: list[tuple[str, str]]  # (key, display name)
+    sentence_embeddings: list[list[float]] = field(default_factory=list)  # one per sentence (chunking.sentences)
 
 
 @dataclass
@@ -94,6 +99,15 @@ def _hits(rows: list[list[Any]], score: Any = None) -> list[Hit]:
 _RETURN = "RETURN node.id, node.document_id, node.heading, node.text, score"
 
 
+def _best(hits: list[Hit], k: int) -> list[Hit]:
+    """One hit per chunk, its best score (a chunk found by itself and by a sentence), best first."""
+    best: dict[str, Hit] = {}
+    for h in hits:
+        if h.chunk_id not in best or h.score > best[h.chunk_id].score:
+            best[h.chunk_id] = h
+    return sorted(best.values(), key=lambda h: -h.score)[:k]
+
+
 class FalkorGraphStore(GraphStore):
     """FalkorDB (embedded or remote): one graph per knowledge base."""
 
@@ -110,9 +124,13 @@ class FalkorGraphStore(GraphStore):
         if ("Chunk", "embedding") not in existing:
             self._q(f"CREATE VECTOR INDEX FOR (c:Chunk) ON (c.embedding) OPTIONS {{dimension: {int(dimension)}, "
                     "similarityFunction: 'cosine'}")
+        if ("Sentence", "embedding") not in existing:
+            self._q(f"CREATE VECTOR INDEX FOR (s:Sentence) ON (s.embedding) OPTIONS {{dimension: {int(dimension)}, "
+                    "similarityFunction: 'cosine'}")
         if ("Chunk", "text") not in existing:
             self._q("CALL db.idx.fulltext.createNodeIndex('Chunk', 'text')")
-        for label, prop in (("Chunk", "id"), ("Chunk", "document_id"), ("Term", "key"), ("Document", "id")):
+        for label, prop in (("Chunk", "id"), ("Chunk", "document_id"), ("Term", "key"), ("Document", "id"),
+                            ("Sentence", "document_id")):
             if (label, prop) not in existing:
                 self._q(f"CREATE INDEX FOR (n:{label}) ON (n.{prop})")
 
@@ -126,6 +144,11 @@ class FalkorGraphStore(GraphStore):
                 "WITH c, r UNWIND r.terms AS t "
                 "MERGE (e:Term {key: t.key}) ON CREATE SET e.name = t.name "
                 "MERGE (c)-[:MENTIONS]->(e)", {"doc": document_id, "rows": batch})
+        sentences = [{"chunk": r.id, "embedding": v} for r in rows for v in r.sentence_embeddings]
+        if sentences:
+            self._q("UNWIND $rows AS r MATCH (c:Chunk {id: r.chunk}) "
+                    "CREATE (c)-[:HAS_SENTENCE]->(:Sentence {chunk_id: r.chunk, document_id: $doc, "
+                    "embedding: vecf32(r.embedding)})", {"doc": document_id, "rows": sentences})
 
     @staticmethod
     def _filter(document_ids: list[str] | None, var: str = "node") -> str:
@@ -135,10 +158,14 @@ class FalkorGraphStore(GraphStore):
         # HNSW returns about the k nearest over the whole graph (fewer after deletions): ask for
         # more, then filter and cut
         fetch = max(k * 4, k + 20)
+        params = {"k": fetch, "v": embedding, "docs": document_ids or [], "limit": k}
         rows = self._q("CALL db.idx.vector.queryNodes('Chunk', 'embedding', $k, vecf32($v)) YIELD node, score"
-                       + self._filter(document_ids) + " " + _RETURN + " ORDER BY score ASC LIMIT $limit",
-                       {"k": fetch, "v": embedding, "docs": document_ids or [], "limit": k})
-        return _hits(rows, score=lambda d: 1.0 - float(d))  # cosine distance → similarity
+                       + self._filter(document_ids) + " " + _RETURN + " ORDER BY score ASC LIMIT $limit", params)
+        rows += self._q("CALL db.idx.vector.queryNodes('Sentence', 'embedding', $k, vecf32($v)) YIELD node AS s, score "
+                        "MATCH (node:Chunk)-[:HAS_SENTENCE]->(s)" + self._filter(document_ids) +
+                        " WITH node, min(score) AS score " + _RETURN + " ORDER BY score ASC LIMIT $limit",
+                        {**params, "k": fetch * 3})
+        return _best(_hits(rows, score=lambda d: 1.0 - float(d)), k)  # cosine distance → similarity
 
     def keyword_search(self, query: str, k: int, document_ids: list[str] | None) -> list[Hit]:
         q = keyword_query(query)
@@ -152,10 +179,11 @@ class FalkorGraphStore(GraphStore):
         """Chunks that mention the given entities, the rarer ones counting more (IDF)."""
         if not keys:
             return []
-        where = " AND node.document_id IN $docs" if document_ids else ""
-        rows = self._q("MATCH (node:Chunk)-[:MENTIONS]->(e:Term) WHERE e.key IN $keys" + where +
-                       " WITH node, e MATCH (e)<-[:MENTIONS]-(other:Chunk) "
-                       "WITH node, e, count(other) AS df "
+        # each entity's document frequency first, once: counting it per (chunk, entity) pair is
+        # quadratic in how common the entity is (5 s at 3k chunks)
+        rows = self._q("MATCH (e:Term) WHERE e.key IN $keys MATCH (e)<-[:MENTIONS]-(other:Chunk) "
+                       "WITH e, count(other) AS df MATCH (e)<-[:MENTIONS]-(node:Chunk)" + self._filter(document_ids) +
+                       " WITH node, e, df "
                        # longer names are more specific; a passage whose heading names it is about it
                        "WITH node, sum(toFloat(size(split(e.key, '-'))) / (1.0 + log(toFloat(df))) * "
                        "CASE WHEN toLower(node.heading) CONTAINS toLower(e.name) THEN 2.0 ELSE 1.0 END) AS score "
@@ -169,12 +197,12 @@ class FalkorGraphStore(GraphStore):
         if not chunk_ids:
             return []
         where = " AND node.document_id IN $docs" if document_ids else ""
-        rows = self._q("MATCH (c:Chunk)-[:MENTIONS]->(e:Term)<-[:MENTIONS]-(node:Chunk) "
-                       "WHERE c.id IN $ids AND NOT node.id IN $ids" + where +
-                       " WITH node, e MATCH (e)<-[:MENTIONS]-(any:Chunk) WITH node, e, count(any) AS df "
-                       "WHERE df <= 25 "
-                       "WITH node, sum(1.0 / toFloat(df)) AS score " + _RETURN + " ORDER BY score DESC LIMIT $k",
-                       {"ids": chunk_ids, "k": k, "docs": document_ids or []})
+        # the rare entities of the seeds first, then their chunks: common entities are never expanded
+        rows = self._q("MATCH (c:Chunk)-[:MENTIONS]->(e:Term) WHERE c.id IN $ids WITH DISTINCT e "
+                       "MATCH (e)<-[:MENTIONS]-(any:Chunk) WITH e, count(any) AS df WHERE df <= $max_df "
+                       "MATCH (e)<-[:MENTIONS]-(node:Chunk) WHERE NOT node.id IN $ids" + where +
+                       " WITH node, sum(1.0 / toFloat(df)) AS score " + _RETURN + " ORDER BY score DESC LIMIT $k",
+                       {"ids": chunk_ids, "k": k, "docs": document_ids or [], "max_df": MAX_EXPAND_DF})
         return _hits(rows)
 
     def terms_of(self, chunk_ids: list[str]) -> dict[str, list[str]]:
@@ -191,6 +219,7 @@ class FalkorGraphStore(GraphStore):
         """The document, its chunks, and the entities nothing else mentions any more."""
         terms = self._q("MATCH (:Chunk {document_id: $doc})-[:MENTIONS]->(e:Term) RETURN DISTINCT e.key",
                         {"doc": document_id})
+        self._q("MATCH (s:Sentence {document_id: $doc}) DELETE s", {"doc": document_id})
         chunks = self._q("MATCH (c:Chunk {document_id: $doc}) DETACH DELETE c RETURN count(c)", {"doc": document_id})
         self._q("MATCH (d:Document {id: $doc}) DETACH DELETE d", {"doc": document_id})
         orphans = self._q("MATCH (e:Term) WHERE e.key IN $keys AND NOT (e)<-[:MENTIONS]-() DELETE e RETURN count(e)",
@@ -200,10 +229,12 @@ class FalkorGraphStore(GraphStore):
     def count(self, document_id: str | None = None) -> dict[str, int]:
         if document_id:
             c = self._q("MATCH (c:Chunk {document_id: $doc}) RETURN count(c)", {"doc": document_id})
-            return {"chunks": int(c[0][0])}
+            s = self._q("MATCH (s:Sentence {document_id: $doc}) RETURN count(s)", {"doc": document_id})
+            return {"chunks": int(c[0][0]), "sentences": int(s[0][0])}
         c = self._q("MATCH (c:Chunk) RETURN count(c)")
         t = self._q("MATCH (e:Term) RETURN count(e)")
-        return {"chunks": int(c[0][0]), "terms": int(t[0][0])}
+        s = self._q("MATCH (s:Sentence) RETURN count(s)")
+        return {"chunks": int(c[0][0]), "terms": int(t[0][0]), "sentences": int(s[0][0])}
 
 
 class Neo4jGraphStore(GraphStore):
@@ -222,6 +253,9 @@ class Neo4jGraphStore(GraphStore):
         self._q(f"CREATE VECTOR INDEX wb_chunk_embedding IF NOT EXISTS FOR (c:Chunk) ON (c.embedding) "
                 f"OPTIONS {{indexConfig: {{`vector.dimensions`: {int(dimension)}, "
                 "`vector.similarity_function`: 'cosine'}}")
+        self._q(f"CREATE VECTOR INDEX wb_sentence_embedding IF NOT EXISTS FOR (s:Sentence) ON (s.embedding) "
+                f"OPTIONS {{indexConfig: {{`vector.dimensions`: {int(dimension)}, "
+                "`vector.similarity_function`: 'cosine'}}")
         self._q("CREATE FULLTEXT INDEX wb_chunk_text IF NOT EXISTS FOR (c:Chunk) ON EACH [c.text]")
         self._q("CREATE INDEX wb_chunk_id IF NOT EXISTS FOR (c:Chunk) ON (c.id)")
         self._q("CREATE INDEX wb_term_key IF NOT EXISTS FOR (e:Term) ON (e.key)")
@@ -236,13 +270,23 @@ class Neo4jGraphStore(GraphStore):
                 "WITH c, r UNWIND r.terms AS t "
                 "MERGE (e:Term {key: t.key, kb: $kb}) ON CREATE SET e.name = t.name "
                 "MERGE (c)-[:MENTIONS]->(e)", {"doc": document_id, "filename": filename, "rows": batch})
+        sentences = [{"chunk": r.id, "embedding": v} for r in rows for v in r.sentence_embeddings]
+        if sentences:
+            self._q("UNWIND $rows AS r MATCH (c:Chunk {kb: $kb, id: r.chunk}) "
+                    "CREATE (c)-[:HAS_SENTENCE]->(:Sentence {kb: $kb, chunk_id: r.chunk, document_id: $doc, "
+                    "embedding: r.embedding})", {"doc": document_id, "rows": sentences})
 
     def vector_search(self, embedding: list[float], k: int, document_ids: list[str] | None) -> list[Hit]:
         rows = self._q("CALL db.index.vector.queryNodes('wb_chunk_embedding', $fetch, $v) YIELD node, score "
                        "WHERE node.kb = $kb AND ($docs = [] OR node.document_id IN $docs) " + _RETURN +
                        " ORDER BY score DESC LIMIT $k", {"fetch": k * 4, "v": embedding, "k": k,
                                                          "docs": document_ids or []})
-        return _hits(rows)
+        rows += self._q("CALL db.index.vector.queryNodes('wb_sentence_embedding', $fetch, $v) YIELD node AS s, score "
+                        "WHERE s.kb = $kb MATCH (node:Chunk)-[:HAS_SENTENCE]->(s) "
+                        "WHERE ($docs = [] OR node.document_id IN $docs) WITH node, max(score) AS score " + _RETURN +
+                        " ORDER BY score DESC LIMIT $k", {"fetch": k * 12, "v": embedding, "k": k,
+                                                          "docs": document_ids or []})
+        return _best(_hits(rows), k)
 
     def keyword_search(self, query: str, k: int, document_ids: list[str] | None) -> list[Hit]:
         q = keyword_query(query)
@@ -255,9 +299,9 @@ class Neo4jGraphStore(GraphStore):
         return _hits(rows)
 
     def term_search(self, keys: list[str], k: int, document_ids: list[str] | None) -> list[Hit]:
-        rows = self._q("MATCH (node:Chunk {kb: $kb})-[:MENTIONS]->(e:Term) WHERE e.key IN $keys "
-                       "AND ($docs = [] OR node.document_id IN $docs) "
-                       "WITH node, e, COUNT { (e)<-[:MENTIONS]-() } AS df "
+        rows = self._q("MATCH (e:Term {kb: $kb}) WHERE e.key IN $keys WITH e, COUNT { (e)<-[:MENTIONS]-() } AS df "
+                       "MATCH (node:Chunk)-[:MENTIONS]->(e) WHERE ($docs = [] OR node.document_id IN $docs) "
+                       "WITH node, e, df "
                        "WITH node, sum(toFloat(size(split(e.key, '-'))) / (1.0 + log(toFloat(df))) * "
                        "CASE WHEN toLower(node.heading) CONTAINS toLower(e.name) THEN 2.0 ELSE 1.0 END) AS score "
                        + _RETURN +
@@ -265,11 +309,12 @@ class Neo4jGraphStore(GraphStore):
         return _hits(rows)
 
     def neighbours(self, chunk_ids: list[str], k: int, document_ids: list[str] | None) -> list[Hit]:
-        rows = self._q("MATCH (c:Chunk {kb: $kb})-[:MENTIONS]->(e:Term)<-[:MENTIONS]-(node:Chunk) "
-                       "WHERE c.id IN $ids AND NOT node.id IN $ids AND ($docs = [] OR node.document_id IN $docs) "
-                       "WITH node, e, COUNT { (e)<-[:MENTIONS]-() } AS df WHERE df <= 25 "
+        rows = self._q("MATCH (c:Chunk {kb: $kb})-[:MENTIONS]->(e:Term) WHERE c.id IN $ids WITH DISTINCT e "
+                       "WITH e, COUNT { (e)<-[:MENTIONS]-() } AS df WHERE df <= $max_df "
+                       "MATCH (e)<-[:MENTIONS]-(node:Chunk) "
+                       "WHERE NOT node.id IN $ids AND ($docs = [] OR node.document_id IN $docs) "
                        "WITH node, sum(1.0 / toFloat(df)) AS score " + _RETURN + " ORDER BY score DESC LIMIT $k",
-                       {"ids": chunk_ids, "k": k, "docs": document_ids or []})
+                       {"ids": chunk_ids, "k": k, "docs": document_ids or [], "max_df": MAX_EXPAND_DF})
         return _hits(rows)
 
     def terms_of(self, chunk_ids: list[str]) -> dict[str, list[str]]:
@@ -285,6 +330,7 @@ class Neo4jGraphStore(GraphStore):
     def delete_document(self, document_id: str) -> dict[str, int]:
         terms = self._q("MATCH (:Chunk {kb: $kb, document_id: $doc})-[:MENTIONS]->(e:Term) RETURN DISTINCT e.key",
                         {"doc": document_id})
+        self._q("MATCH (s:Sentence {kb: $kb, document_id: $doc}) DETACH DELETE s", {"doc": document_id})
         chunks = self._q("MATCH (c:Chunk {kb: $kb, document_id: $doc}) WITH c, c.id AS id DETACH DELETE c "
                          "RETURN count(id)", {"doc": document_id})
         self._q("MATCH (d:Document {kb: $kb, id: $doc}) DETACH DELETE d", {"doc": document_id})
@@ -295,6 +341,9 @@ class Neo4jGraphStore(GraphStore):
     def count(self, document_id: str | None = None) -> dict[str, int]:
         if document_id:
             return {"chunks": int(self._q("MATCH (c:Chunk {kb: $kb, document_id: $doc}) RETURN count(c)",
-                                          {"doc": document_id})[0][0])}
+                                          {"doc": document_id})[0][0]),
+                    "sentences": int(self._q("MATCH (s:Sentence {kb: $kb, document_id: $doc}) RETURN count(s)",
+                                             {"doc": document_id})[0][0])}
         return {"chunks": int(self._q("MATCH (c:Chunk {kb: $kb}) RETURN count(c)")[0][0]),
-                "terms": int(self._q("MATCH (e:Term {kb: $kb}) RETURN count(e)")[0][0])}
+                "terms": int(self._q("MATCH (e:Term {kb: $kb}) RETURN count(e)")[0][0]),
+                "sentences": int(self._q("MATCH (s:Sentence {kb: $kb}) RETURN count(s)")[0][0])}
