@@ -25,6 +25,9 @@ from workbench.server.app import create_app, operations
 PARAM_ALIASES = {
     "results_validate": {"metrics_to_compute": "metrics"},
     "datasets_upload_dataset": {"file": "path"},
+    **{op: {"startDate": "start_date", "endDate": "end_date"} for op in (
+        "usage_analytics_data", "usage_models", "usage_export_records")},
+    "usage_run_tool": {"arguments": "arguments"},
 }
 
 

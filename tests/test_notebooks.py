@@ -26,10 +26,11 @@ def test_quickstart_runs_top_to_bottom_under_papermill(home: Path, tiny_chat_dir
     assert "validated: True" in outputs
 
 
-def test_the_voila_app_notebook_builds_the_four_tabs(home: Path) -> None:
+def test_the_voila_app_notebook_builds_every_tab(home: Path) -> None:
     from workbench.widgets.app import build_app
 
     app = build_app()
-    assert [app.tabs.get_title(i) for i in range(4)] == ["Datasets", "Configs", "Training", "Compare"]
+    assert [app.tabs.get_title(i) for i in range(len(app.tabs.children))] == [
+        "Datasets", "Configs", "Training", "Sweeps", "Compare", "Deploy", "Knowledge", "Analytics"]
     src = json.loads((ROOT / "notebooks" / "workbench.ipynb").read_text())
     assert any("build_app()" in "".join(c["source"]) for c in src["cells"])

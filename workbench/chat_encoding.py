@@ -56,8 +56,9 @@ def pack(examples: Sequence[dict[str, list[int]]], max_len: int) -> list[dict[st
     """Greedy first-fit packing into rows of at most ``max_len`` tokens.
 
     Each packed row carries ``position_ids`` that restart at every example, so
-    positions match the unpacked run. Attention still spans the row (SDPA has no
-    varlen kernel on CPU); examples are separated by the template's end tokens.
+    positions match the unpacked run. The training collator turns those restarts into
+    per-example attention (a block-diagonal causal mask, or flash-attention's varlen
+    kernel): see :mod:`workbench.training.data`.
     """
     rows: list[dict[str, list[int]]] = []
     order = sorted(range(len(examples)), key=lambda i: -len(examples[i]["input_ids"]))

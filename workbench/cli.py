@@ -8,11 +8,12 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from . import home
-from .errors import WorkbenchError
+from .errors import InvalidInput, WorkbenchError
 
 
 def _print(obj: Any, as_json: bool) -> None:
@@ -502,6 +503,84 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _space(params: list[str], ranges: list[str]) -> dict[str, Any]:
+    """``KEY=v1,v2`` lists and ``KEY=LOW:HIGH[:log]`` ranges."""
+    out: dict[str, Any] = {}
+    for item in params:
+        key, _, values = item.partition("=")
+        out[key.strip()] = [_value(v.strip()) for v in values.split(",") if v.strip()]
+    for item in ranges:
+        key, _, spec = item.partition("=")
+        low, _, rest = spec.partition(":")
+        high, _, log = rest.partition(":")
+        out[key.strip()] = {"low": _value(low), "high": _value(high), "log": log == "log"}
+    return out
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .experiments.sweeps import SweepService
+
+    svc = SweepService()
+    if args.action == "list":
+        _print([{k: s[k] for k in ("sweep_id", "name", "status", "strategy", "max_trials")} |
+                {"best_trial": s["best_trial"]} for s in svc.list()], args.json)
+        return 0
+    if args.action == "show":
+        if not args.id:
+            raise InvalidInput("sweep show needs a sweep id", field="id")
+        _print(svc.get(args.id), args.json)
+        return 0
+    from tqdm import tqdm
+
+    from .configs import apply_overrides, template
+    from .experiments.space import SweepSpec
+
+    config: Any = args.template
+    if args.config:
+        config = json.loads(Path(args.config).read_text())
+    if args.set:
+        config = apply_overrides(config if isinstance(config, dict) else template(config), list(args.set))
+    spec = SweepSpec(model=args.model, dataset=_dataset_ref(args.dataset), config=config, strategy=args.strategy,
+                     parameters=_space(args.param or [], args.range or []), max_trials=args.max_trials,
+                     max_concurrent=args.max_concurrent, metric=args.metric, seed=args.seed, name=args.name)
+    sweep = svc.create(spec)
+    print(f"started {sweep['sweep_id']} ({sweep['max_trials']} trials, {spec.strategy})", file=sys.stderr)
+    with tqdm(total=sweep["max_trials"], unit="trial", desc=sweep["sweep_id"]) as bar:
+        while True:
+            cur = svc.get(sweep["sweep_id"])
+            done = sum(1 for t in cur["trials"] if t["status"] in ("completed", "failed", "cancelled"))
+            bar.update(done - bar.n)
+            best = cur["best_trial"]
+            if best:
+                bar.set_postfix_str(f"best {cur['metric']} {best[cur['metric']]:.4f}")
+            if cur["status"] != "running":
+                break
+            time.sleep(0.5)
+    _print(cur, args.json)
+    return 0 if cur["status"] == "completed" else 1
+
+
+def cmd_suggest(args: argparse.Namespace) -> int:
+    from .experiments.suggestions import suggest
+
+    _print(suggest(args.model, _dataset_ref(args.dataset) if args.dataset else None), args.json)
+    return 0
+
+
+def cmd_lineage(args: argparse.Namespace) -> int:
+    from .experiments.lineage import lineage
+
+    _print(lineage(args.job_id), args.json)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="workbench", description="Fine-Tune Workbench")
     sub = p.add_subparsers(dest="command", required=True)
@@ -526,6 +605,36 @@ def build_parser() -> argparse.ArgumentParser:
     j.add_argument("--set", action="append", metavar="KEY=VALUE", help="resume-safe hyperparameter changes")
     j.add_argument("--detach", action="store_true")
     j.set_defaults(func=cmd_jobs)
+
+    sw = sub.add_parser("sweep", help="hyperparameter sweeps: run one (with a progress bar), list, show")
+    sw.add_argument("action", choices=["run", "list", "show"])
+    sw.add_argument("id", nargs="?", help="the sweep (show)")
+    sw.add_argument("--model", default="tiny-chat")
+    sw.add_argument("--dataset", help="a dataset file (registered on the fly) or a dataset id")
+    sw.add_argument("--config", help="a JSON config file")
+    sw.add_argument("--template", default="default")
+    sw.add_argument("--set", action="append", metavar="KEY=VALUE", help="fixed settings of every trial")
+    sw.add_argument("--param", action="append", metavar="KEY=V1,V2", help="a list of values to try")
+    sw.add_argument("--range", action="append", metavar="KEY=LOW:HIGH[:log]", help="a range (random, optuna)")
+    sw.add_argument("--strategy", choices=["grid", "random", "optuna"], default="grid")
+    sw.add_argument("--metric", default="eval_loss")
+    sw.add_argument("--max-trials", type=int)
+    sw.add_argument("--max-concurrent", type=int, default=1)
+    sw.add_argument("--seed", type=int, default=0)
+    sw.add_argument("--name")
+    sw.add_argument("--json", action="store_true")
+    sw.set_defaults(func=cmd_sweep)
+
+    sg = sub.add_parser("suggest", help="hyperparameters suggested from your finished jobs and sweeps")
+    sg.add_argument("--model", default="tiny-chat")
+    sg.add_argument("--dataset")
+    sg.add_argument("--json", action="store_true")
+    sg.set_defaults(func=cmd_suggest)
+
+    ln = sub.add_parser("lineage", help="a job's parent, sweep, dataset version, config changes and children")
+    ln.add_argument("job_id")
+    ln.add_argument("--json", action="store_true")
+    ln.set_defaults(func=cmd_lineage)
 
     d = sub.add_parser("demo", help="build tiny-chat and train the demo LoRA job")
     d.add_argument("--max-steps", type=int, default=200)

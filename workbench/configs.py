@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from .errors import Conflict, InvalidInput
 from .records import LOCAL_USER, new_id, now_iso
@@ -45,6 +45,9 @@ class TrainingSection(_Section):
     max_grad_norm: float = Field(1.0, gt=0)
     max_seq_length: int = Field(512, ge=8, le=131072)
     packing: bool = False
+    packing_attention: Literal["isolated", "shared"] = Field(
+        "isolated", description="isolated: each packed example attends only to itself (block-diagonal causal "
+        "mask); shared: the whole row (the old behaviour, kept for comparisons)")
     eval_split: float = Field(0.1, ge=0, lt=1, description="fraction held out for eval when no eval set is given")
     eval_steps: int | None = Field(None, ge=1, description="None: evaluate at each save")
     save_steps: int = Field(50, ge=1)
@@ -55,7 +58,31 @@ class TrainingSection(_Section):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     gradient_checkpointing: bool | Literal["auto"] = "auto"
     auto_find_batch_size: bool | Literal["auto"] = "auto"
-    torch_threads: int | None = Field(None, ge=1, le=512)
+    torch_threads: int | None = Field(None, ge=1, le=512, description="per process; None: the cores shared out")
+    num_processes: int = Field(1, ge=1, le=1024, description="data-parallel processes on this machine "
+                               "(accelerate's name): gloo on CPU, NCCL on GPUs; one per GPU")
+    attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = Field(
+        "auto", description="auto: flash_attention_2 on a CUDA GPU when flash-attn is installed, else sdpa")
+    quantization: Literal["none", "4bit", "8bit"] = Field(
+        "none", description="QLoRA: load the base with bitsandbytes (needs a CUDA GPU) and train LoRA on it")
+    report_to: Literal["none", "tensorboard", "mlflow"] = Field(
+        "none", description="also log to TensorBoard (<job>/tensorboard) or MLflow (<job>/mlruns, unless "
+        "MLFLOW_TRACKING_URI is set); optional extras")
+
+    @field_validator("num_processes")
+    @classmethod
+    def _one_batch_size(cls, value: int, info: ValidationInfo) -> int:
+        if value > 1 and info.data.get("auto_find_batch_size") is True:
+            raise ValueError("auto_find_batch_size cannot shrink the batch of every process together: "
+                             "use num_processes=1 with it")
+        return value
+
+    @field_validator("quantization")
+    @classmethod
+    def _lora_only(cls, value: str, info: ValidationInfo) -> str:
+        if value != "none" and info.data.get("method") != "lora":
+            raise ValueError(f"quantization={value} trains LoRA adapters on a frozen quantized base: it needs method=lora")
+        return value
 
 
 class LoraSection(_Section):

@@ -258,10 +258,25 @@ class DatasetService:
         record = self._build(source, name=name, format=format, column_mapping=column_mapping,
                              filename=filename, owner=owner, max_bytes=max_bytes)
         try:
-            return self.store.insert(TABLE, record)
+            with self.store.transaction() as tx:  # the version is read and taken under the store's lock
+                prev = latest_version(tx.all(TABLE, owner), record["name"])
+                record["version"] = (prev.get("version") or 1) + 1 if prev else 1
+                record["previous_version_id"] = prev["id"] if prev else None
+                return tx.insert(TABLE, record)
         except BaseException:
             shutil.rmtree(self._folder(record["id"]), ignore_errors=True)
             raise
+
+    def versions(self, name_or_id: str, owner: str = LOCAL_USER) -> list[dict[str, Any]]:
+        """Every version of a dataset's name (given the name or any version's id), oldest first."""
+        rows = self.store.all(TABLE, owner)
+        by_id = {r["id"]: r for r in rows}
+        name = by_id[name_or_id]["name"] if name_or_id in by_id else name_or_id
+        found = sorted((r for r in rows if r["name"] == name and not r.get("parent_id")),
+                       key=lambda r: (r.get("version") or 1, r["created_at"]))
+        if not found:
+            raise NotFound(f"dataset '{name_or_id}' not found", field="id")
+        return found
 
     def register_sample(self, owner: str = LOCAL_USER) -> dict[str, Any]:
         """The bundled sample for ``owner``, registered on first call (idempotent, race-safe)."""
@@ -447,3 +462,9 @@ def _size_or_zero(path: str | Path) -> int:
         return Path(path).stat().st_size
     except OSError:
         return 0  # the core's own check names the missing file
+
+
+def latest_version(records: Iterable[dict[str, Any]], name: str) -> dict[str, Any] | None:
+    """The newest registered dataset called ``name`` (splits are children of a version, not versions)."""
+    same = [r for r in records if r.get("name") == name and not r.get("parent_id") and not r.get("is_sample")]
+    return max(same, key=lambda r: (r.get("version") or 1, r["created_at"]), default=None)

@@ -39,6 +39,13 @@ class ValidationFailed(InvalidInput):
     code = "VALIDATION_FAILED"
 
 
+class BadQuery(WorkbenchError):
+    """A query parameter that cannot be read (a date that is not a date, an unknown granularity)."""
+
+    code = "BAD_REQUEST"
+    http_status = 400
+
+
 class NotFound(WorkbenchError):
     code = "NOT_FOUND"
     http_status = 404

@@ -462,12 +462,14 @@ def load_tokenizer(model_ref: str, owner: str = LOCAL_USER) -> Any:
     return ensure_chat_ready(_from_pretrained(AutoTokenizer, spec))
 
 
-def load_model(model_ref: str, owner: str = LOCAL_USER, dtype: Any = None, device_map: Any = None) -> Any:
-    """The causal LM for a ref (real ``AutoModelForCausalLM.from_pretrained``)."""
+def load_model(model_ref: str, owner: str = LOCAL_USER, dtype: Any = None, device_map: Any = None,
+               **kwargs: Any) -> Any:
+    """The causal LM for a ref (real ``AutoModelForCausalLM.from_pretrained``; ``kwargs``: more of its arguments,
+    e.g. ``attn_implementation``, ``quantization_config``)."""
     from transformers import AutoModelForCausalLM
 
     spec = resolve(model_ref, owner)
-    model = _from_pretrained(AutoModelForCausalLM, spec, dtype=dtype, device_map=device_map)
+    model = _from_pretrained(AutoModelForCausalLM, spec, dtype=dtype, device_map=device_map, **kwargs)
     gen = getattr(model, "generation_config", None)
     if gen is not None and gen.pad_token_id is None and gen.eos_token_id is not None:
         eos = gen.eos_token_id

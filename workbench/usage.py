@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from . import home
+from . import home, usage_rollups
 
 MICRO = 1_000_000  # micro-dollars per dollar
 FILE = "usage.sqlite3"
@@ -46,8 +46,17 @@ CREATE TABLE IF NOT EXISTS usage (
     ttft_ms REAL,
     success INTEGER NOT NULL,
     error TEXT,
-    cost_micro INTEGER NOT NULL DEFAULT 0
+    cost_micro INTEGER NOT NULL DEFAULT 0,
+    end_user TEXT,                  -- the request's `user` (OpenAI's end-user field): what cohorts group
+    tier TEXT                       -- the request's metadata.tier: what subscription cohorts group
 );
+CREATE TABLE IF NOT EXISTS usage_messages (
+    message_id TEXT NOT NULL,       -- the usage row (the reply) they belong to
+    ts REAL NOT NULL, owner TEXT NOT NULL, conversation_id TEXT, role TEXT NOT NULL, content TEXT NOT NULL,
+    sentiment REAL                  -- VADER's compound score of a user message, filled in by the insights
+);
+CREATE INDEX IF NOT EXISTS usage_messages_owner_ts ON usage_messages (owner, ts);
+CREATE INDEX IF NOT EXISTS usage_messages_conv ON usage_messages (owner, conversation_id);
 CREATE INDEX IF NOT EXISTS usage_deployment_ts ON usage (deployment_id, ts);
 CREATE INDEX IF NOT EXISTS usage_owner_ts ON usage (owner, ts);
 CREATE INDEX IF NOT EXISTS usage_job ON usage (job_id, checkpoint);
@@ -76,6 +85,15 @@ class UsageRecord(BaseModel):
     success: bool
     error: str | None = None
     cost_micro: int = 0
+    end_user: str | None = None
+    tier: str | None = None
+
+
+class Message(BaseModel):
+    """One message of a served conversation, kept for the analytics (sentiment, the assistant's history)."""
+
+    role: str
+    content: str
 
 
 COLUMNS = tuple(UsageRecord.model_fields)
@@ -107,7 +125,8 @@ def connect(extra_schema: str = "") -> sqlite3.Connection:
     key = db.with_suffix(f".{hash(extra_schema)}")
     if key not in _schema_done:
         with _schema_lock:
-            conn.executescript(SCHEMA + extra_schema)
+            _migrate(conn)
+            conn.executescript(SCHEMA + usage_rollups.SCHEMA + extra_schema)
             _schema_done.add(key)
     return conn
 
@@ -124,14 +143,61 @@ def immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.execute("COMMIT")
 
 
-def record(rec: UsageRecord, conn: sqlite3.Connection | None = None) -> None:
-    """Append one usage row (its own transaction unless ``conn`` is inside one)."""
+def _migrate(conn: sqlite3.Connection) -> None:
+    """What was added since a database was created (``CREATE TABLE IF NOT EXISTS`` keeps old tables):
+    columns, and the rollups of the rows written before there were rollups (else a range read from the
+    rollups would miss them)."""
+    have = {r[1] for r in conn.execute("PRAGMA table_info(usage)")}
+    if have:
+        for col in ("end_user", "tier"):
+            if col not in have:
+                _add_column(conn, "usage", col, "TEXT")
+        usage_rollups.backfill(conn)
+    have = {r[1] for r in conn.execute("PRAGMA table_info(usage_messages)")}
+    if have and "sentiment" not in have:
+        _add_column(conn, "usage_messages", "sentiment", "REAL")
+
+
+def _add_column(conn: sqlite3.Connection, table: str, col: str, kind: str) -> None:
+    try:
+        conn.execute(f"ALTER TABLE {table} ADD COLUMN {col} {kind}")
+    except sqlite3.OperationalError as exc:  # another process added it first
+        if "duplicate column" not in str(exc):
+            raise
+
+
+_INSERT = f"INSERT INTO usage ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+
+
+def record(rec: UsageRecord, conn: sqlite3.Connection | None = None, messages: Sequence[Message] = ()) -> None:
+    """Append one usage row, its rollups and its conversation's messages, in one transaction
+    (``conn``'s, when it is inside one)."""
+    record_many([(rec, messages)], conn)
+
+
+def record_many(items: Sequence[tuple[UsageRecord, Sequence[Message]]], conn: sqlite3.Connection | None = None) -> None:
+    """Append several usage rows at once: one transaction, so an importer or a bench writes fast."""
     conn = conn or connect()
-    values = rec.model_dump()
-    values["stream"] = int(values["stream"])
-    values["success"] = int(values["success"])
-    conn.execute(f"INSERT INTO usage ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
-                 [values[c] for c in COLUMNS])
+    own = not conn.in_transaction
+    if own:
+        conn.execute("BEGIN IMMEDIATE")
+    try:
+        for rec, messages in items:
+            values = rec.model_dump()
+            values["stream"] = int(values["stream"])
+            values["success"] = int(values["success"])
+            conn.execute(_INSERT, [values[c] for c in COLUMNS])
+            usage_rollups.apply(conn, values)
+            for m in messages:
+                conn.execute("INSERT INTO usage_messages (message_id, ts, owner, conversation_id, role, content) "
+                             "VALUES (?,?,?,?,?,?)",
+                             (rec.id, rec.ts, rec.owner, rec.conversation_id, m.role, m.content))
+    except BaseException:
+        if own:
+            conn.execute("ROLLBACK")
+        raise
+    if own:
+        conn.execute("COMMIT")
 
 
 def rows(*, owner: str | None = None, deployment_id: str | None = None, start: float | None = None,

@@ -7,6 +7,7 @@ Debian's chromium. Screenshots go to ``test-artifacts/e2e/``.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -214,6 +215,8 @@ def test_a_user_deploys_a_finished_job_chats_with_it_and_stops_it(page, finished
     said = wait_text(page, ".wb-chat-transcript", " tokens · ", timeout=120)
     assert "chatcmpl-" in said
     assert "$0.2500 of $1.00 (25.0%)" in wait_text(page, ".wb-deploy-status", "(25.0%)", timeout=30)  # the gauge
+    page.locator("button.wb-chat-up").first.click()  # thumbs up on the reply: into the analytics' quality
+    assert "rated chatcmpl-" in wait_text(page, ".wb-chat-feedback", "rated", timeout=30)
     shot(page, "7-chat")
 
     page.locator("button.wb-deploy-stop").first.click()
@@ -221,6 +224,17 @@ def test_a_user_deploys_a_finished_job_chats_with_it_and_stops_it(page, finished
     assert "stopped" in wait_text(page, ".wb-deploy-status", "stopped", timeout=30)
     assert page.locator("button.wb-chat-send").first.is_disabled()
     shot(page, "8-stopped")
+
+    # the Analytics tab shows that chat: one message, its cost, the rating, and the job it was trained by
+    tab(page, "Analytics")
+    page.locator("button.wb-an-refresh").first.click()
+    totals = wait_text(page, ".wb-an-totals", "Messages", timeout=60)
+    assert re.search(r"Messages\s*1(?!\d)", totals) and "$0.2500" in totals
+    assert re.search(r"Success\s*100\.0%", totals)  # the thumbs up
+    models = wait_text(page, ".wb-an-models", "browser-bot", timeout=30)
+    assert job["id"] in models and "final" in models
+    assert page.locator(".wb-an-latency-chart path.line").count() >= 1
+    shot(page, "8b-analytics")
 
 
 def test_a_user_uploads_to_the_knowledge_base_searches_and_deletes(page, tmp_path) -> None:

@@ -41,6 +41,18 @@ def test_deploy_chat_watch_the_budget_and_stop(home: Path, tiny_chat_dir: Path, 
         assert panel.status["current_spend"] == 0.5 and "50%" in panel.status_html.value
         assert "50% of the $1.00 budget used" in panel.status_html.value  # the alert shows
 
+        assert not panel.thumb_up.disabled  # a reply to rate: thumbs and stars, into the analytics' quality
+        panel.feedback_comment.value = "right, and quick"
+        panel.stars.value = 4
+        panel.thumb_up.click()
+        assert reply["id"] in panel.feedback_msg.value and "👍" in panel.feedback_msg.value
+        from workbench.analytics.data import query
+
+        quality = query("local", start="2000-01-01", end="2100-01-01", metrics="quality", granularity="all")
+        rated = [q for q in quality["data"]["metrics"]["quality"] if q["messageId"] == reply["id"]]
+        assert len(rated) == 1 and rated[0]["successStatus"] == "success" and rated[0]["rating"] == 4
+        assert rated[0]["comment"] == "right, and quick"
+
         panel.prompt.value = "And of Germany?"
         panel.send_message()  # the second turn carries the first: a conversation
         assert len(panel.history) == 4 and panel.status["current_spend"] == 1.0

@@ -369,6 +369,120 @@ class _Analytics(_Base):
         return self._get("/api/training/analytics/compare", params={"job_ids": ",".join(job_ids)})
 
 
+class _UsageAnalytics(_Base):
+    def analytics_data(self, start_date: str, end_date: str, *, metrics: str | Sequence[str] | None = None,
+                       granularity: str | None = None, timezone: str | None = None, cohort_id: str | None = None,
+                       model: str | None = None, job_id: str | None = None) -> dict[str, Any]:
+        """Usage per bucket (tokens, quality, tools, conversations, errors, latency) and the totals."""
+        if metrics is not None and not isinstance(metrics, str):
+            metrics = ",".join(metrics)
+        params = {"startDate": start_date, "endDate": end_date,
+                  **drop_none(metrics=metrics, granularity=granularity, timezone=timezone, cohort_id=cohort_id,
+                              model=model, job_id=job_id)}
+        return self._get("/api/analytics/data", params=params)
+
+    def rate_reply(self, message_id: str, rating: int | None = None, success: bool | None = None,
+                   comment: str | None = None) -> dict[str, Any]:
+        """Feedback on a reply (its completion ``id``): a 1-5 rating and/or a success verdict."""
+        return self._post("/api/analytics/feedback",
+                          {"message_id": message_id, **drop_none(rating=rating, success=success, comment=comment)})
+
+    def compare_models_in_use(self, start_date: str, end_date: str) -> dict[str, Any]:
+        """Quality, cost and latency per served model, training job and checkpoint."""
+        return self._get("/api/analytics/models", params={"startDate": start_date, "endDate": end_date})
+
+    def export_usage(self, start_date: str, end_date: str, dest: str | os.PathLike[str], format: str = "csv") -> Path:
+        """The range's usage records with their feedback, as CSV or JSONL, streamed to ``dest`` (file or folder)."""
+        return self._transport.download("/api/analytics/export", Path(dest),
+                                        {"startDate": start_date, "endDate": end_date, "format": format},
+                                        f"usage.{format}")
+
+    def sentiment_insights(self, lookback_days: int | None = None) -> dict[str, Any]:
+        return self._get("/api/analytics/sentiment/insights", params=drop_none(lookback_days=lookback_days))
+
+    def list_cohorts(self, cohort_id: str | None = None, cohort_type: str | None = None,
+                     is_active: bool | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """The cohorts (current ``member_count``); with ``cohort_id``, that one with its ``members``."""
+        params = drop_none(cohort_id=cohort_id, cohort_type=cohort_type, limit=limit,
+                           is_active=None if is_active is None else str(is_active).lower())
+        return unwrap(self._get("/api/analytics/cohorts", params=params), "cohorts")
+
+    def create_cohort(self, name: str, cohort_type: str, criteria: Mapping[str, Any] | None = None,
+                      description: str | None = None, is_active: bool | None = None) -> dict[str, Any]:
+        body = {"name": name, "cohort_type": cohort_type, "criteria": dict(criteria or {}),
+                **drop_none(description=description, is_active=is_active)}
+        return unwrap(self._post("/api/analytics/cohorts", body), "cohort")
+
+    def update_cohort(self, cohort_id: str, *, name: str | None = None, description: str | None = None,
+                      criteria: Mapping[str, Any] | None = None, is_active: bool | None = None,
+                      add_members: Sequence[str] | None = None,
+                      remove_members: Sequence[str] | None = None) -> dict[str, Any]:
+        body = {"cohort_id": cohort_id, **drop_none(
+            name=name, description=description, criteria=dict(criteria) if criteria is not None else None,
+            is_active=is_active, add_members=list(add_members) if add_members else None,
+            remove_members=list(remove_members) if remove_members else None)}
+        return unwrap(self._transport.request("PATCH", "/api/analytics/cohorts", json=body), "cohort")
+
+    def delete_cohort(self, cohort_id: str | None = None, cohort_type: str | None = None,
+                      is_active: bool | None = None, limit: int | None = None) -> dict[str, Any]:
+        """Delete ``cohort_id`` (the other filters are the list's, and ignored here)."""
+        return self._delete("/api/analytics/cohorts", params=drop_none(cohort_id=cohort_id))
+
+    def analytics_chat(self, messages: Sequence[Mapping[str, Any]], *, sessionId: str | None = None,
+                       experimentName: str | None = None, conversationIds: Sequence[str] | None = None,
+                       model: str | None = None) -> Iterator[dict[str, Any]]:
+        """The assistant's SSE events: ``token_usage``, ``tools_metadata``, then ``content`` pieces."""
+        body = {"messages": [dict(m) for m in messages], **drop_none(
+            sessionId=sessionId, experimentName=experimentName, model=model,
+            conversationIds=list(conversationIds) if conversationIds else None)}
+        with self._transport.http.stream("POST", "/api/analytics/chat", json=body,
+                                         timeout=httpx.Timeout(self._transport.timeout, read=300)) as response:
+            if response.is_error:
+                response.read()
+                raise APIError.from_response(response)
+            for event in parse_sse(response.iter_lines()):
+                if event["data"] == "[DONE]":
+                    return
+                yield event["data"]
+
+    def run_analytics_tool(self, name: str, arguments: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """One of the assistant's tools, directly (no LLM): ``calculator``, ``evaluation_metrics`` …"""
+        return self._post(f"/api/analytics/tools/{seg(name)}", {"arguments": dict(arguments or {})})
+
+
+class _Experiments(_Base):
+    def create_sweep(self, dataset: str, parameters: Mapping[str, Any], *, model: str | None = None,
+                     config: str | Mapping[str, Any] | None = None, strategy: str = "grid",
+                     metric: str | None = None, max_trials: int | None = None, max_concurrent: int | None = None,
+                     seed: int | None = None, name: str | None = None,
+                     eval_dataset: str | None = None) -> dict[str, Any]:
+        """Start a sweep: ``parameters`` maps dotted config keys to lists or ``{low, high, log}``."""
+        body = {"dataset": dataset, "parameters": dict(parameters), "strategy": strategy, **drop_none(
+            model=model, config=dict(config) if isinstance(config, Mapping) else config, metric=metric,
+            max_trials=max_trials, max_concurrent=max_concurrent, seed=seed, name=name, eval_dataset=eval_dataset)}
+        return self._post("/api/training/sweeps", body)
+
+    def list_sweeps(self) -> list[dict[str, Any]]:
+        return unwrap(self._get("/api/training/sweeps"), "sweeps")
+
+    def get_sweep(self, sweep_id: str) -> dict[str, Any]:
+        return self._get(f"/api/training/sweeps/{seg(sweep_id)}")
+
+    def suggestions(self, model: str | None = None, dataset: str | None = None) -> dict[str, Any]:
+        return self._get("/api/training/suggestions", params=drop_none(model=model, dataset=dataset))
+
+    def lineage(self, job_id: str) -> dict[str, Any]:
+        return self._get(f"/api/training/{seg(job_id)}/lineage")
+
+    def duplicate_job(self, job_id: str, overrides: Mapping[str, Any] | None = None,
+                      name: str | None = None) -> dict[str, Any]:
+        return self._post(f"/api/training/{seg(job_id)}/duplicate",
+                          drop_none(overrides=dict(overrides) if overrides else None, name=name))
+
+    def dataset_versions(self, dataset_id: str) -> list[dict[str, Any]]:
+        return unwrap(self._get(f"/api/training/dataset/{seg(dataset_id)}/versions"), "versions")
+
+
 class _Deployments(_Base):
     def deploy_training(self, job_id: str, checkpoint: str | None = None, *, deployment_name: str | None = None,
                         provider: str | None = None, budget_limit: float | None = None,
@@ -492,7 +606,8 @@ class _GraphRAG(_Base):
         return self._delete(f"/api/graphrag/delete/{seg(document_id)}")
 
 
-class TrainingClient(_Server, _Models, _Datasets, _Configs, _Jobs, _Live, _Results, _Analytics, _Deployments, _GraphRAG):
+class TrainingClient(_Server, _Models, _Datasets, _Configs, _Jobs, _Live, _Results, _Analytics, _UsageAnalytics,
+                     _Experiments, _Deployments, _GraphRAG):
     """A client for one workbench server. Use it as a context manager, or call :meth:`close`.
 
     One method per API operation (:data:`~workbench.client.OPERATIONS` maps each ``operationId``

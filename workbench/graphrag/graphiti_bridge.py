@@ -29,31 +29,16 @@ log = logging.getLogger("workbench.graphrag")
 
 
 def configured_llm(owner: str) -> dict[str, Any] | None:
-    """``{"base_url", "model", "api_key", "auth_type"}`` of the LLM graphiti should use for ``owner``, or None.
+    """``{"base_url", "model", "api_key", "auth_type"}`` of the LLM graphiti should use for ``owner``, or None:
+    ``WORKBENCH_GRAPHRAG_LLM`` (a custom model entry or ``deployment:<name>``), else
+    ``WORKBENCH_GRAPHRAG_LLM_BASE_URL``/``_MODEL``/``_API_KEY`` (see :mod:`workbench.llm_endpoints`)."""
+    from ..llm_endpoints import resolve
 
-    ``auth_type`` is how the key is sent: ``bearer`` (``Authorization: Bearer``), or ``api-key`` (an
-    ``api-key`` header, as Azure OpenAI wants) for a custom entry registered so.
-    """
-    ref = os.environ.get("WORKBENCH_GRAPHRAG_LLM", "").strip()
-    if ref.startswith("deployment:"):
-        from ..home import read_local_token
-
-        base = os.environ.get("WORKBENCH_API_URL", "http://127.0.0.1:8000").rstrip("/")
-        return {"base_url": f"{base}/v1", "model": ref.split(":", 1)[1], "api_key": read_local_token() or "none",
-                "auth_type": "bearer"}
-    if ref:
-        from .. import models
-
-        record = models.get(ref, owner)
-        if record.get("kind") != "custom":
-            raise ValueError(f"WORKBENCH_GRAPHRAG_LLM={ref} is not a custom (OpenAI-compatible) model entry")
-        return {"base_url": record["base_url"], "model": record["model_id"],
-                "api_key": models.get_api_key(ref, owner) or "none", "auth_type": record.get("auth_type") or "bearer"}
-    base = os.environ.get("WORKBENCH_GRAPHRAG_LLM_BASE_URL", "").strip()
-    if base:
-        return {"base_url": base, "model": os.environ.get("WORKBENCH_GRAPHRAG_LLM_MODEL", "gpt-4o-mini"),
-                "api_key": os.environ.get("WORKBENCH_GRAPHRAG_LLM_API_KEY") or "none", "auth_type": "bearer"}
-    return None
+    ref = os.environ.get("WORKBENCH_GRAPHRAG_LLM", "")
+    try:
+        return resolve(ref, owner, env_prefix="WORKBENCH_GRAPHRAG_LLM")
+    except ValueError as exc:
+        raise ValueError(f"WORKBENCH_GRAPHRAG_LLM={ref.strip()}: {exc}") from None
 
 
 def _graphiti(kb: str, llm: dict[str, Any] | None) -> Any:

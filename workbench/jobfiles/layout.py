@@ -18,6 +18,7 @@ LOG = "training.log"         # human-readable log
 CONTROL = "control"          # "pause" or "cancel", written by the service, read by the training callback
 RESULT = "result.json"       # the run's outcome, written by the engine: completed | paused | failed
 KERNEL = "kernel.json"       # the running kernel: pid, create_time, connection_file, run
+RANKS = "ranks"              # ranks/rank-<i>.json: each data-parallel process (pid, create_time, run)
 HEARTBEAT = "heartbeat"      # touched by the runner while it lives
 RUNNER_LOG = "runner.log"    # the runner's own stdout/stderr
 NOTEBOOKS = "notebooks"      # notebooks/run-<n>.ipynb, every executed papermill notebook
@@ -64,6 +65,13 @@ class JobFolder:
     @property
     def kernel(self) -> Path:
         return self.path / KERNEL
+
+    @property
+    def ranks(self) -> Path:
+        return self.path / RANKS
+
+    def rank_file(self, rank: int) -> Path:
+        return self.path / RANKS / f"rank-{rank}.json"
 
     @property
     def heartbeat(self) -> Path:

@@ -56,7 +56,7 @@ def fold(s: dict[str, Any], ev: dict[str, Any]) -> dict[str, Any]:
     s["first_at"] = s["first_at"] or ev.get("timestamp")
     if kind == "status" and ev.get("status") == "running":
         s["anchor"] = None
-        for key in ("total_steps", "total_epochs", "total_samples"):
+        for key in ("total_steps", "total_epochs", "total_samples", "world_size"):
             if ev.get(key) is not None:
                 s[key] = ev[key]
     if kind == "train":

@@ -98,12 +98,16 @@ class LocalExecutor:
                 time.sleep(0.1)
             _killpg(runner, signal.SIGKILL)
         if kernel.get("pid") and pid_alive(kernel["pid"], kernel.get("create_time")):
-            _killpg(kernel["pid"], signal.SIGKILL)
+            _killpg(kernel["pid"], signal.SIGKILL)  # the data-parallel ranks are in the kernel's group
+        ranks = [r for r in _rank_infos(job["id"]) if pid_alive(r.get("pid"), r.get("create_time"))]
+        for r in ranks:  # and should one have left it, by pid
+            _kill(r["pid"], signal.SIGKILL)
         conn = kernel.get("connection_file")
         if conn:
             Path(conn).unlink(missing_ok=True)
+        pids = [runner, kernel.get("pid")] + [r["pid"] for r in ranks]
         deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and (pid_alive(runner) or pid_alive(kernel.get("pid"))):
+        while time.monotonic() < deadline and any(pid_alive(p) for p in pids):
             time.sleep(0.05)
 
 
@@ -134,6 +138,26 @@ class InProcessExecutor:
 
     def stop(self, job: dict[str, Any], grace: float = 5.0) -> None:
         """Nothing to stop: a run in this process has already ended when ``launch`` returns."""
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _rank_infos(job_id: str) -> list[dict[str, Any]]:
+    """The data-parallel ranks a run recorded (``ranks/rank-<i>.json``); none for one process."""
+    import json
+
+    out = []
+    for path in sorted(job_folder(job_id).ranks.glob("rank-*.json")):
+        try:
+            out.append(json.loads(path.read_text()))
+        except (FileNotFoundError, ValueError):
+            continue
+    return out
 
 
 def _kernel_info(job_id: str) -> dict[str, Any]:

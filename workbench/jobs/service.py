@@ -68,8 +68,11 @@ class JobService:
     # ---- starting -------------------------------------------------------------------------
     def start(self, model: str | None, dataset: str, config: str | dict[str, Any] | None = None, *,
               overrides: dict[str, Any] | list[str] | None = None, name: str | None = None,
-              eval_dataset: str | None = None, owner: str = LOCAL_USER) -> dict[str, Any]:
-        """Queue a job: write its reproducibility record into ``jobs/<id>/`` and dispatch."""
+              eval_dataset: str | None = None, owner: str = LOCAL_USER,
+              lineage: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Queue a job: write its reproducibility record into ``jobs/<id>/`` and dispatch.
+
+        ``lineage``: where it comes from — ``parent_job_id`` (a duplicate), ``sweep_id`` and ``trial``."""
         from ..datasets import DatasetService
         from ..models import resolve
         from ..quotas import check_active_jobs
@@ -93,9 +96,10 @@ class JobService:
         jd.mkdir(parents=True)
         ds_path = Path(ds["path"])
         spec = {
-            "job_id": job_id, "owner": owner, "model": model, "config": cfg,
+            "job_id": job_id, "owner": owner, "model": model, "config": cfg, "initial_config": cfg,
             "config_ref": config if isinstance(config, str) else None,
-            "dataset": {"id": ds["id"], "name": ds["name"], "path": str(ds_path), "sha256": _sha256(ds_path)},
+            "dataset": {"id": ds["id"], "name": ds["name"], "version": ds.get("version", 1), "path": str(ds_path),
+                        "sha256": _sha256(ds_path)},
             "eval_dataset": {"id": ev["id"], "path": ev["path"], "sha256": _sha256(Path(ev["path"]))} if ev else None,
             "seed": cfg["training"]["seed"], "versions": _versions(), "created_at": now_iso(),
         }
@@ -107,6 +111,8 @@ class JobService:
             "config": cfg, "status": "queued", "run": 1, "resume_from": None, "queued_at": time.time(),
             "created_at": now, "updated_at": now, "started_at": None, "finished_at": None,
             "error": None, "history": [{"at": now, "action": "queued"}],
+            "dataset_version": ds.get("version", 1), "parent_job_id": (lineage or {}).get("parent_job_id"),
+            "sweep_id": (lineage or {}).get("sweep_id"), "trial": (lineage or {}).get("trial"),
         }
         self.store.insert(TABLE, record)
         dispatch(self.executor, self.store)
@@ -246,7 +252,8 @@ class JobService:
         dispatch(self.executor, self.store)
         return self.get(job_id, owner)
 
-    def cancel(self, job_id: str, owner: str = LOCAL_USER, grace: float = 5.0, wait: bool = True) -> dict[str, Any]:
+    def cancel(self, job_id: str, owner: str = LOCAL_USER, grace: float = 5.0, wait: bool = True,
+               reason: str | None = None) -> dict[str, Any]:
         """Mark the job cancelled (final at once), then SIGINT, a grace period and SIGKILL of the
         runner's and kernel's groups. ``wait=False`` stops the processes in a background thread,
         so a server answers at once; the queue is dispatched when they are gone."""
@@ -254,8 +261,8 @@ class JobService:
         if rec["status"] in FINAL:
             raise Conflict(f"job '{job_id}' is already {rec['status']}", field="status")
         job_folder(job_id).control.write_text("cancel")
-        rec = set_state(job_id, "cancelled", store=self.store, error=None)
-        self._history(job_id, "cancelled")
+        rec = set_state(job_id, "cancelled", store=self.store, error=None, **({"reason": reason} if reason else {}))
+        self._history(job_id, "cancelled", **({"reason": reason} if reason else {}))
 
         def stop() -> None:
             (executor_of(rec) or self.executor).stop(rec, grace=grace)

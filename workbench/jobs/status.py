@@ -91,6 +91,7 @@ def build_status(job: dict[str, Any], summary: dict[str, Any] | None = None) -> 
         "current_epoch": epoch,
         "total_epochs": total_epochs,
         "current_step": step,
+        "world_size": s.get("world_size") or job.get("config", {}).get("training", {}).get("num_processes") or 1,
         "total_steps": total_steps,
         "total_samples": s.get("total_samples"),
         "loss": latest.get("loss"),
@@ -123,6 +124,7 @@ def build_status(job: dict[str, Any], summary: dict[str, Any] | None = None) -> 
         "diverged": bool(diverged),
         "diverged_at_step": diverged.get("step") if diverged else None,
         "error": job.get("error"),
+        "reason": job.get("reason"),  # why it was cancelled, when something said (a sweep's "pruned")
         "checkpoint": job.get("checkpoint"),
         "history": job.get("history", []),
     }

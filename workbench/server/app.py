@@ -37,16 +37,19 @@ from .routes import (
     configs,
     datasets,
     deployments,
+    experiments,
     graphrag,
     jobs,
     live,
     models,
     openai,
     results,
+    usage_analytics,
 )
 
 SWITCH_INTERVAL_S = 0.001
-AREAS = (models, datasets, configs, jobs, results, analytics, live, deployments, openai, graphrag)
+AREAS = (models, datasets, configs, jobs, results, analytics, live, deployments, openai, graphrag, usage_analytics,
+         experiments)
 
 
 def operations() -> list[Operation]:
@@ -129,16 +132,23 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     yield
 
 
+def _resume(what: str, fn: Any) -> None:
+    """Resume what an earlier process left unfinished; never take the server down over it."""
+    try:
+        ids = fn()
+        if ids:
+            logging.getLogger("workbench.server").info("resumed %s: %s", what, ", ".join(ids))
+    except Exception:
+        logging.getLogger("workbench.server").exception("resuming %s failed", what)
+
+
 def _restore_deployments() -> None:
+    from ..experiments.sweeps import SweepService
     from ..graphrag.service import KnowledgeBaseService
     from ..serving.providers.local import restore
 
-    try:
-        resumed = KnowledgeBaseService().resume()  # documents an earlier process left unprocessed
-        if resumed:
-            logging.getLogger("workbench.server").info("resumed documents: %s", ", ".join(resumed))
-    except Exception:  # never take the server down over it
-        logging.getLogger("workbench.server").exception("resuming documents failed")
+    _resume("documents", lambda: KnowledgeBaseService().resume())  # documents left unprocessed
+    _resume("sweeps", lambda: SweepService().resume())  # sweeps an earlier process was driving
 
     try:
         restored = restore()

@@ -96,6 +96,9 @@ class Registry:
     def delete(self, path: str, *, summary: str, **meta: Any) -> Callable[[Handler], Handler]:
         return self.route("DELETE", path, summary=summary, **meta)
 
+    def patch(self, path: str, *, summary: str, **meta: Any) -> Callable[[Handler], Handler]:
+        return self.route("PATCH", path, summary=summary, **meta)
+
     def websocket(self, path: str, *, summary: str, **meta: Any) -> Callable[[Handler], Handler]:
         return self.route("GET", path, summary=summary, websocket=True, **meta)
 

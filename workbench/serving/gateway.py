@@ -213,7 +213,8 @@ class _Meter:
         REQUESTS.labels(*self.labels, self.kind, "success").inc()
         await _run(usage.record, self._row(
             success=True, input_tokens=gen.prompt_tokens, output_tokens=gen.completion_tokens,
-            latency_ms=gen.latency_s * 1000, ttft_ms=None if gen.ttft_s is None else gen.ttft_s * 1000))
+            latency_ms=gen.latency_s * 1000, ttft_ms=None if gen.ttft_s is None else gen.ttft_s * 1000),
+                   None, self._messages(gen.text))
 
     async def failed(self, exc: BaseException, *, refund: bool) -> None:
         self.recorded = True
@@ -224,11 +225,30 @@ class _Meter:
             await _run(budget.refund, self.dep["id"])
             return
         await _run(usage.record, self._row(
-            success=False, error=f"{reason}: {exc}"[:500], latency_ms=(time.perf_counter() - self.t0) * 1000))
+            success=False, error=f"{reason}: {exc}"[:500], latency_ms=(time.perf_counter() - self.t0) * 1000),
+                   None, self._messages(None))
+
+    def _messages(self, reply_text: str | None) -> list[usage.Message]:
+        """The turn the analytics keep: the caller's last message and the reply (not the whole history,
+        which each request of a conversation repeats)."""
+        if self.kind == "chat":
+            asked = next((m.text for m in reversed(self.body.messages) if m.role == "user"), "")
+        else:
+            asked = self.body.text
+        out = [usage.Message(role="user", content=asked[:20_000])] if asked else []
+        if reply_text is not None:
+            out.append(usage.Message(role="assistant", content=reply_text[:20_000]))
+        return out
 
     def _row(self, **fields: Any) -> usage.UsageRecord:
         d = self.dep
         return usage.UsageRecord(id=self.id, ts=self.ts, owner=self.owner, deployment_id=d["id"], model=d["model_name"],
                                  provider=d["provider"], base_model=d["base_model"], job_id=d["training_job_id"],
                                  checkpoint=d["checkpoint"], conversation_id=self.conversation_id, route=self.kind,
-                                 stream=bool(self.body.stream), cost_micro=self.cost_micro, **fields)
+                                 stream=bool(self.body.stream), cost_micro=self.cost_micro,
+                                 end_user=self.body.user, tier=_tier(self.body.metadata), **fields)
+
+
+def _tier(metadata: dict[str, Any] | None) -> str | None:
+    raw = (metadata or {}).get("tier")
+    return str(raw)[:64] if raw else None

@@ -3,6 +3,9 @@
 Reads ``job.json`` (written when the job was started), trains with LoRA (peft) or
 full fine-tuning, streams events to ``metrics.jsonl`` and ``training.log``, and writes
 ``result.json`` so the runner learns whether the run completed or paused.
+
+With ``training.num_processes`` > 1 the same run happens in that many data-parallel ranks
+(:mod:`.distributed`): every rank builds the same Trainer; rank 0 alone writes the job folder.
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ from ..chat_encoding import IGNORE, encode_all, pack
 from ..configs import TrainingConfig
 from ..jobfiles import events, job_folder, summary
 from ..store import DiskFull, atomic_write_json
+from . import hardware
 from .callbacks import ControlCallback, MetricsCallback, RetentionCallback, TokenCounter
-from .data import Collator
+from .data import NUM_TOKENS, Collator
+from .distributed import any_rank, launch, mean_over_ranks, world
 
 log = logging.getLogger("workbench.training")
 
@@ -64,18 +69,24 @@ class WorkbenchTrainer(Trainer):
         return super().train(resume_from_checkpoint or None, *args, **kwargs)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
-        self.counter.processed += int(inputs["attention_mask"].sum())
+        real = inputs.pop(NUM_TOKENS, None)  # isolated packed rows carry no attention_mask to count
+        self.counter.processed += int(real) if real is not None else int(inputs["attention_mask"].sum())
         self.counter.trained += int((inputs["labels"][:, 1:] != IGNORE).sum())
         self.counter.samples += int(inputs["input_ids"].shape[0])
         return super().training_step(model, inputs, num_items_in_batch)
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        inputs.pop(NUM_TOKENS, None)
+        return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
 
     def _maybe_log_save_evaluate(self, tr_loss, grad_norm, model, trial, epoch, ignore_keys_for_eval, start_time,
                                  learning_rate=None):
         # With ``logging_nan_inf_filter`` off, a NaN/inf step loss stays in the window's sum until it
         # is logged: one check per optimizer step (one device sync, as the filter's own check costs).
-        if not self._nonfinite_step_loss and self.state.global_step > self._globalstep_last_logged \
-                and not bool(torch.isfinite(tr_loss).all()):
-            self._nonfinite_step_loss = True
+        # Data-parallel ranks agree on it (one tiny all-reduce), so they all log, and stop, together.
+        if not self._nonfinite_step_loss and self.state.global_step > self._globalstep_last_logged:
+            bad = not bool(torch.isfinite(tr_loss).all())
+            self._nonfinite_step_loss = any_rank(bad) if self.args.world_size > 1 else bad
         if self._nonfinite_step_loss:
             # Log the window that went non-finite at its own step (the MetricsCallback then reports
             # the divergence and stops training); never evaluate or checkpoint the broken weights.
@@ -93,6 +104,8 @@ class WorkbenchTrainer(Trainer):
         ckpt.mkdir(parents=True, exist_ok=True)
         # tr_loss.item() is the float32 sum exactly (a Python float holds any float32)
         window = {"global_step": self.state.global_step, "tr_loss": self._tr_loss.item(),
+                  # what the next log adds to the run's total: the mean over the ranks (every rank saves now)
+                  "tr_loss_mean": mean_over_ranks(self._tr_loss.item()) if self.args.world_size > 1 else None,
                   "globalstep_last_logged": self._globalstep_last_logged,
                   "dtype": str(self._tr_loss.dtype).removeprefix("torch.")}
         atomic_write_json(logging_window_path(ckpt, self.args.process_index, self.args.world_size), window)
@@ -118,7 +131,7 @@ class WorkbenchTrainer(Trainer):
         self._globalstep_last_logged = last
         # ``train_loss`` of this call stays the mean over this call's steps: the restored window's
         # steps ran in the previous call.
-        self._total_loss_scalar -= float(window["tr_loss"])
+        self._total_loss_scalar -= float(window.get("tr_loss_mean") or window["tr_loss"])
         if last < self.state.global_step:
             log.info("logging window restored: loss of steps %d-%d carried over", last + 1, self.state.global_step)
 
@@ -155,29 +168,22 @@ def _close_logging() -> None:
         h.close()
 
 
-def _setup_logging(job_dir: Path) -> None:
+def _setup_logging(job_dir: Path, rank: int = 0) -> None:
+    """``training.log`` and stdout; a rank other than 0 adds only its warnings and errors, marked."""
     root = logging.getLogger("workbench")
     root.setLevel(logging.INFO)
     _close_logging()
-    fmt = logging.Formatter("[%(asctime)s] %(message)s", "%Y-%m-%d %H:%M:%S")
+    fmt = logging.Formatter("[%(asctime)s] " + (f"[rank {rank}] " if rank else "") + "%(message)s", "%Y-%m-%d %H:%M:%S")
     fh = logging.FileHandler(job_folder(job_dir).log)
     fh.setFormatter(fmt)
+    if rank:
+        fh.setLevel(logging.WARNING)
     sh = logging.StreamHandler(sys.stdout)
     sh.setFormatter(fmt)
+    if rank:
+        sh.setLevel(logging.WARNING)
     root.addHandler(fh)
     root.addHandler(sh)
-
-
-def _precision(cfg: TrainingConfig) -> dict[str, bool]:
-    cuda = torch.cuda.is_available()
-    p = cfg.training.precision
-    if p == "auto":
-        p = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "fp32"
-    return {"bf16": p == "bf16", "fp16": p == "fp16"}
-
-
-def _auto(value: bool | str) -> bool:
-    return torch.cuda.is_available() if value == "auto" else bool(value)
 
 
 def build_datasets(spec: dict[str, Any], tokenizer: Any, cfg: TrainingConfig) -> tuple[list, list]:
@@ -204,14 +210,24 @@ def build_trainer(spec: dict[str, Any], job_dir: Path, on_event: Any = None) -> 
 
     cfg = TrainingConfig.model_validate(spec["config"])
     t = cfg.training
-    if t.torch_threads:
-        torch.set_num_threads(t.torch_threads)
+    hardware.check_settings(cfg)
+    threads = hardware.threads_per_process(cfg)
+    if threads:
+        torch.set_num_threads(threads)
     set_seed(t.seed)
     owner = spec.get("owner", "local")
-    log.info("Loading model %s...", spec["model"])
+    gc = hardware.auto(t.gradient_checkpointing, cfg)
+    load = hardware.load_kwargs(cfg)
+    log.info("Loading model %s (attention %s%s)...", spec["model"], load["attn_implementation"],
+             f", {t.quantization} quantized" if t.quantization != "none" else "")
     tokenizer = load_tokenizer(spec["model"], owner=owner)
-    model = load_model(spec["model"], owner=owner)
+    model = load_model(spec["model"], owner=owner, **load)
     log.info("Model loaded successfully (%s parameters)", f"{sum(p.numel() for p in model.parameters()):,}")
+    if t.quantization != "none":
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gc,
+                                                gradient_checkpointing_kwargs={"use_reentrant": False})
     if t.method == "lora":
         from peft import LoraConfig, get_peft_model
 
@@ -220,10 +236,8 @@ def build_trainer(spec: dict[str, Any], job_dir: Path, on_event: Any = None) -> 
                                                  target_modules=lc.target_modules, task_type="CAUSAL_LM"))
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         log.info("LoRA r=%d alpha=%d: %s trainable parameters", lc.r, lc.lora_alpha, f"{trainable:,}")
-    if _auto(t.gradient_checkpointing):
-        model.gradient_checkpointing_enable()
-        if t.method == "lora":
-            model.enable_input_require_grads()
+    if gc and t.method == "lora":
+        model.enable_input_require_grads()  # checkpointed blocks need a grad-carrying input under frozen embeddings
     train, evals = build_datasets(spec, tokenizer, cfg)
     log.info("Dataset: %d training rows, %d eval rows (packing=%s)", len(train), len(evals), t.packing)
     out = job_folder(job_dir).output
@@ -238,19 +252,26 @@ def build_trainer(spec: dict[str, Any], job_dir: Path, on_event: Any = None) -> 
         logging_nan_inf_filter=False,  # a NaN/inf step loss is logged as such (and stops the job), never averaged away
         eval_strategy="steps" if evals else "no", eval_steps=t.eval_steps or t.save_steps,
         save_strategy="steps", save_steps=t.save_steps, save_total_limit=None, seed=t.seed, data_seed=t.seed,
-        auto_find_batch_size=_auto(t.auto_find_batch_size), use_cpu=not torch.cuda.is_available(),
-        report_to="none", dataloader_num_workers=0, remove_unused_columns=False, disable_tqdm=True,
-        **_precision(cfg),
+        auto_find_batch_size=hardware.auto(t.auto_find_batch_size, cfg), use_cpu=not torch.cuda.is_available(),
+        activation_checkpointing=gc, activation_checkpointing_kwargs={"use_reentrant": False} if gc else None,
+        ddp_backend=("nccl" if torch.cuda.is_available() else "gloo") if world()[1] > 1 else None,
+        ddp_find_unused_parameters=False,
+        report_to=hardware.reporting(cfg, job_dir), dataloader_num_workers=0, remove_unused_columns=False,
+        disable_tqdm=True,
+        **hardware.precision(cfg),
     )
     counter = TokenCounter()
-    latest = summary.load_summary(job_dir).get("latest") or {}
-    counter.processed = latest.get("num_tokens_processed", 0)  # job totals survive pause/resume
-    counter.trained = latest.get("num_tokens_trained", 0)
-    metrics = MetricsCallback(job_folder(job_dir).events, counter, on_event)
-    control = ControlCallback(job_folder(job_dir).control)
+    if args.process_index == 0:  # job totals survive pause/resume; the other ranks add only their own share
+        latest = summary.load_summary(job_dir).get("latest") or {}
+        counter.processed = latest.get("num_tokens_processed", 0)
+        counter.trained = latest.get("num_tokens_trained", 0)
+    metrics = MetricsCallback(job_folder(job_dir).events, counter, on_event, rank=args.process_index,
+                              world_size=args.world_size)
+    control = ControlCallback(job_folder(job_dir).control, world_size=args.world_size)
     trainer = WorkbenchTrainer(
         model=model, args=args, train_dataset=train, eval_dataset=evals or None,
-        data_collator=Collator(tokenizer.pad_token_id), processing_class=tokenizer, counter=counter,
+        data_collator=Collator(tokenizer.pad_token_id, isolate=t.packing_attention == "isolated", count_tokens=True),
+        processing_class=tokenizer, counter=counter,
         callbacks=[metrics, control, RetentionCallback(out, t.save_total_limit, metrics)],
     )
     trainer.metrics_callback = metrics
@@ -262,16 +283,39 @@ def run_job(job_dir: str | Path, resume_from_checkpoint: str | None = None,
     """Train one run of the job in ``job_dir``; ``on_start`` is called when training begins.
 
     The engine knows the job folder only: whoever runs it (the notebook, the in-process
-    executor) tells the store, through ``on_start``, that the job is running.
+    executor) tells the store, through ``on_start``, that the job is running. With
+    ``training.num_processes`` > 1 this process launches the ranks and waits for them; rank 0
+    writes ``result.json``, which is then this call's answer.
     """
     job_dir = Path(job_dir)
     _setup_logging(job_dir)
     try:
+        cfg = TrainingConfig.model_validate(json.loads(job_folder(job_dir).spec.read_text())["config"])
+        hardware.check_settings(cfg)  # before anything loads: a setting this machine cannot run fails at once
+        n = cfg.training.num_processes
+        if n > 1 and world()[1] == 1:
+            job_folder(job_dir).result.unlink(missing_ok=True)
+            launch(_rank_main, n, job_dir, resume_from_checkpoint, on_start=on_start)
+            return json.loads(job_folder(job_dir).result.read_text())
         return _run(job_dir, resume_from_checkpoint, on_start)
     except BaseException as exc:
         log.exception("Training failed")
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC and not isinstance(exc, DiskFull):
             raise DiskFull(errno.ENOSPC, f"disk full: {exc.strerror}", exc.filename) from exc
+        raise
+    finally:
+        _close_logging()
+
+
+def _rank_main(job_dir: Path, resume_from_checkpoint: str | None, started: Callable[[], Any]) -> None:
+    """One data-parallel rank (a forked child of the launching process, which calls ``on_start``
+    when rank 0 calls ``started``: the store's lock is never used across a fork)."""
+    rank, _ = world()
+    _setup_logging(job_dir, rank)
+    try:
+        _run(job_dir, resume_from_checkpoint, started if rank == 0 else None)
+    except BaseException:
+        log.exception("Training failed")
         raise
     finally:
         _close_logging()
@@ -309,5 +353,7 @@ def _run(job_dir: Path, resume_from_checkpoint: str | None, on_start: Callable[[
                   "train_loss": out.training_loss, "final_dir": "final", "metrics": out.metrics}
         log.info("Training completed: %d steps, train_loss %.4f", state.global_step, out.training_loss)
     result["run_seconds"] = round(time.time() - started, 3)
-    atomic_write_json(job_folder(job_dir).result, events.finite_json(result))
+    result["world_size"] = trainer.args.world_size
+    if trainer.is_world_process_zero():
+        atomic_write_json(job_folder(job_dir).result, events.finite_json(result))
     return result

@@ -10,26 +10,32 @@ from .backend import Backend, default_backend
 
 
 class WorkbenchApp:
-    """Datasets, Configs, Training, Compare, Deploy and Knowledge tabs over one backend."""
+    """Datasets, Configs, Training, Sweeps, Compare, Deploy, Knowledge and Analytics tabs over one backend."""
 
     def __init__(self, backend: Backend | None = None):
+        from .analytics import AnalyticsPanel
         from .compare import JobsComparison
         from .configs import ConfigEditor
         from .datasets import DatasetPanel
         from .deployment import DeploymentPanel
         from .graphsearch import GraphSearchPanel
         from .monitor import TrainingMonitor
+        from .sweeps import SweepPanel
 
         self.backend = backend or default_backend()
         self.datasets = DatasetPanel(self.backend)
         self.configs = ConfigEditor(self.backend)
         self.monitor = TrainingMonitor(self.backend)
+        self.sweeps = SweepPanel(self.backend)
         self.compare = JobsComparison(self.backend)
         self.deploy = DeploymentPanel(self.backend)
         self.knowledge = GraphSearchPanel(self.backend)
+        self.analytics = AnalyticsPanel(self.backend)
         self.tabs = w.Tab(children=[self.datasets.widget, self.configs.widget, self.monitor.widget,
-                                    self.compare.widget, self.deploy.widget, self.knowledge.widget])
-        for i, title in enumerate(["Datasets", "Configs", "Training", "Compare", "Deploy", "Knowledge"]):
+                                    self.sweeps.widget, self.compare.widget, self.deploy.widget,
+                                    self.knowledge.widget, self.analytics.widget])
+        for i, title in enumerate(["Datasets", "Configs", "Training", "Sweeps", "Compare", "Deploy", "Knowledge",
+                                   "Analytics"]):
             self.tabs.set_title(i, title)
         self.tabs.add_class("wb-app-tabs")
         self.tabs.observe(self._on_tab, names="selected_index")
@@ -40,8 +46,8 @@ class WorkbenchApp:
 
     def _on_tab(self, change: dict[str, Any]) -> None:
         """Panels list what other panels created; refresh the one being opened."""
-        panel = [self.datasets, self.configs, self.monitor, self.compare, self.deploy,
-                 self.knowledge][change["new"]]
+        panel = [self.datasets, self.configs, self.monitor, self.sweeps, self.compare, self.deploy,
+                 self.knowledge, self.analytics][change["new"]]
         refresh = getattr(panel, "reload", None) or getattr(panel, "refresh", None)
         if callable(refresh):
             try:

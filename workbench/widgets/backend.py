@@ -68,6 +68,25 @@ class Backend(Protocol):
     def search_knowledge(self, query: str, method: str, limit: int) -> dict[str, Any]: ...
     def neighbourhood(self, chunk_id: str) -> dict[str, Any]: ...
     def delete_document(self, document_id: str) -> dict[str, Any]: ...
+    def analytics_data(self, start: str, end: str, granularity: str, timezone: str | None = None,
+                       cohort_id: str | None = None) -> dict[str, Any]: ...
+    def models_in_use(self, start: str, end: str) -> dict[str, Any]: ...
+    def rate_reply(self, message_id: str, rating: int | None = None, success: bool | None = None,
+                   comment: str | None = None) -> dict[str, Any]: ...
+    def sentiment_insights(self, lookback_days: int) -> dict[str, Any]: ...
+    def cohorts(self) -> list[dict[str, Any]]: ...
+    def create_cohort(self, name: str, cohort_type: str, criteria: dict[str, Any],
+                      description: str | None = None) -> dict[str, Any]: ...
+    def delete_cohort(self, cohort_id: str) -> dict[str, Any]: ...
+    def analytics_chat(self, messages: list[dict[str, str]]) -> list[dict[str, Any]]:
+        """The assistant's events (``token_usage``, ``tools_metadata``, ``content`` …), collected."""
+        ...
+    def sweeps(self) -> list[dict[str, Any]]: ...
+    def sweep(self, sweep_id: str) -> dict[str, Any]: ...
+    def start_sweep(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``POST /api/training/sweeps``'s body; the sweep (``sweep_id``, ``trials`` …)."""
+        ...
+    def suggestions(self, model: str | None, dataset: str | None) -> dict[str, Any]: ...
 
 
 class LocalBackend:
@@ -267,6 +286,103 @@ class LocalBackend:
 
         return KnowledgeBaseService().delete(document_id, self.owner)
 
+    # ---- usage analytics --------------------------------------------------------------------
+    def analytics_data(self, start: str, end: str, granularity: str, timezone: str | None = None,
+                       cohort_id: str | None = None) -> dict[str, Any]:
+        from ..analytics import cohorts, data
+
+        members = cohorts.member_filter(cohort_id, self.owner)
+        return data.query(self.owner, start=start, end=end, granularity=granularity, timezone=timezone,
+                          members=members)["data"]
+
+    def models_in_use(self, start: str, end: str) -> dict[str, Any]:
+        from ..analytics import compare
+
+        return compare.by_model(self.owner, start, end)
+
+    def rate_reply(self, message_id: str, rating: int | None = None, success: bool | None = None,
+                   comment: str | None = None) -> dict[str, Any]:
+        from ..analytics import records
+
+        fb = _checked(records.Feedback, message_id=message_id, rating=rating, success=success, comment=comment)
+        return records.add_feedback(fb, self.owner)
+
+    def sentiment_insights(self, lookback_days: int) -> dict[str, Any]:
+        from ..analytics import insights
+
+        return insights.insights(self.owner, lookback_days)
+
+    def cohorts(self) -> list[dict[str, Any]]:
+        from ..analytics import cohorts
+
+        return cohorts.listing(self.owner)
+
+    def create_cohort(self, name: str, cohort_type: str, criteria: dict[str, Any],
+                      description: str | None = None) -> dict[str, Any]:
+        from ..analytics import cohorts
+
+        body = _checked(cohorts.CohortCreate, name=name, cohort_type=cohort_type, criteria=criteria,
+                        description=description)
+        return cohorts.create(body, self.owner)
+
+    def delete_cohort(self, cohort_id: str) -> dict[str, Any]:
+        from ..analytics import cohorts
+
+        return cohorts.delete(cohort_id, self.owner)
+
+    def analytics_chat(self, messages: list[dict[str, str]]) -> list[dict[str, Any]]:
+        """The assistant on an event loop of its own thread (the kernel's loop runs this callback)."""
+        import asyncio
+        import concurrent.futures
+
+        from ..analytics import assistant
+
+        body = assistant.AnalyticsChat(messages=messages)  # type: ignore[arg-type]
+        llm = assistant.llm_for(body, self.owner, self.api_url, None)
+
+        async def collect() -> list[dict[str, Any]]:
+            return [e async for e in assistant.chat(body, self.owner, llm)]
+
+        with concurrent.futures.ThreadPoolExecutor(1) as ex:
+            return ex.submit(asyncio.run, collect()).result()
+
+    # ---- sweeps and suggestions -------------------------------------------------------------
+    def sweeps(self) -> list[dict[str, Any]]:
+        from ..experiments.sweeps import SweepService
+
+        return SweepService().list(self.owner)
+
+    def sweep(self, sweep_id: str) -> dict[str, Any]:
+        from ..experiments.sweeps import SweepService
+
+        return SweepService().get(sweep_id, self.owner)
+
+    def start_sweep(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Driven by a thread of this kernel (a server over the same home resumes it if the kernel stops)."""
+        from ..experiments.space import SweepSpec
+        from ..experiments.sweeps import SweepService
+
+        return SweepService().create(_checked(SweepSpec, **body), self.owner)
+
+    def suggestions(self, model: str | None, dataset: str | None) -> dict[str, Any]:
+        from ..experiments.suggestions import suggest
+
+        return suggest(model, dataset, self.owner)
+
+
+def _checked(shape: Any, **fields: Any) -> Any:
+    """``shape(**fields)``, its first validation error as the core's InvalidInput (what the panels show)."""
+    from pydantic import ValidationError
+
+    from ..errors import InvalidInput
+
+    try:
+        return shape(**fields)
+    except ValidationError as exc:
+        e = exc.errors()[0]
+        where = ".".join(str(p) for p in e["loc"]) or "input"
+        raise InvalidInput(f"{where}: {e['msg'].removeprefix('Value error, ')}", field=where) from None
+
 
 class RemoteBackend:
     """A workbench server, through :class:`workbench.client.TrainingClient`."""
@@ -412,6 +528,49 @@ class RemoteBackend:
 
     def delete_document(self, document_id: str) -> dict[str, Any]:
         return self.client.delete_document(document_id)
+
+    # ---- usage analytics --------------------------------------------------------------------
+    def analytics_data(self, start: str, end: str, granularity: str, timezone: str | None = None,
+                       cohort_id: str | None = None) -> dict[str, Any]:
+        return self.client.analytics_data(start, end, granularity=granularity, timezone=timezone,
+                                          cohort_id=cohort_id)["data"]
+
+    def models_in_use(self, start: str, end: str) -> dict[str, Any]:
+        return self.client.compare_models_in_use(start, end)
+
+    def rate_reply(self, message_id: str, rating: int | None = None, success: bool | None = None,
+                   comment: str | None = None) -> dict[str, Any]:
+        return self.client.rate_reply(message_id, rating=rating, success=success, comment=comment)
+
+    def sentiment_insights(self, lookback_days: int) -> dict[str, Any]:
+        return self.client.sentiment_insights(lookback_days)
+
+    def cohorts(self) -> list[dict[str, Any]]:
+        return self.client.list_cohorts()
+
+    def create_cohort(self, name: str, cohort_type: str, criteria: dict[str, Any],
+                      description: str | None = None) -> dict[str, Any]:
+        return self.client.create_cohort(name, cohort_type, criteria, description=description)
+
+    def delete_cohort(self, cohort_id: str) -> dict[str, Any]:
+        return self.client.delete_cohort(cohort_id)
+
+    def analytics_chat(self, messages: list[dict[str, str]]) -> list[dict[str, Any]]:
+        return list(self.client.analytics_chat(messages))
+
+    # ---- sweeps and suggestions -------------------------------------------------------------
+    def sweeps(self) -> list[dict[str, Any]]:
+        return self.client.list_sweeps()
+
+    def sweep(self, sweep_id: str) -> dict[str, Any]:
+        return self.client.get_sweep(sweep_id)
+
+    def start_sweep(self, body: dict[str, Any]) -> dict[str, Any]:
+        body = dict(body)
+        return self.client.create_sweep(body.pop("dataset"), body.pop("parameters"), **body)
+
+    def suggestions(self, model: str | None, dataset: str | None) -> dict[str, Any]:
+        return self.client.suggestions(model, dataset)
 
 
 def default_backend() -> Backend:

@@ -108,6 +108,18 @@ class DeploymentPanel:
         self.clear = css(W.Button(description="New chat"), "wb-chat-clear")
         self.transcript = css(W.HTML(""), "wb-chat-transcript")
         self.chat_error = css(W.HTML(""), "wb-chat-error")
+        # feedback on the last reply: thumbs (success or failure) and stars (a 1-5 rating), into the analytics
+        self.last_reply_id: str | None = None
+        self._thumb: bool | None = None
+        self.thumb_up = css(W.Button(description="", icon="thumbs-up", tooltip="a good reply",
+                                     layout={"width": "40px"}, disabled=True), "wb-chat-up")
+        self.thumb_down = css(W.Button(description="", icon="thumbs-down", tooltip="a bad reply",
+                                       layout={"width": "40px"}, disabled=True), "wb-chat-down")
+        self.stars = css(W.ToggleButtons(options=[("★" * i, i) for i in range(1, 6)], value=None,
+                                         style={"button_width": "64px"}, disabled=True), "wb-chat-stars")
+        self.feedback_comment = css(W.Text(placeholder="comment (optional)", layout={"width": "260px"},
+                                           disabled=True), "wb-chat-comment")
+        self.feedback_msg = css(W.HTML(""), "wb-chat-feedback")
 
         self.job.observe(lambda _c: self._load_checkpoints(), names="value")
         self.provider.observe(lambda _c: self._show_provider(), names="value")
@@ -118,6 +130,9 @@ class DeploymentPanel:
         self.stop_button.on_click(lambda _b: self.stop())
         self.send.on_click(lambda _b: self.send_message())
         self.clear.on_click(lambda _b: self._clear_chat())
+        self.thumb_up.on_click(lambda _b: self.rate(success=True))
+        self.thumb_down.on_click(lambda _b: self.rate(success=False))
+        self.stars.observe(lambda c: c["new"] and self.rate(rating=int(c["new"])), names="value")
 
         self.runpod_box = W.VBox([W.HBox([self.gpu, self.min_workers, self.max_workers]),
                                   W.HBox([self.runpod_key, self.save_key])])
@@ -128,7 +143,9 @@ class DeploymentPanel:
         live = W.VBox([W.HTML("<h4 style='margin:8px 0 2px'>Deployments</h4>"),
                        W.HBox([self.deployment, self.refresh_button, self.stop_button]), self.status_html])
         chat = W.VBox([W.HTML("<h4 style='margin:8px 0 2px'>Playground</h4>"), self.transcript, self.prompt,
-                       W.HBox([self.max_tokens, self.temperature, self.send, self.clear]), self.chat_error])
+                       W.HBox([self.max_tokens, self.temperature, self.send, self.clear]), self.chat_error,
+                       W.HBox([W.HTML("Rate the last reply:&nbsp;"), self.thumb_up, self.thumb_down, self.stars,
+                               self.feedback_comment]), self.feedback_msg])
         self.widget = css(W.VBox([W.HTML(STYLE), form, live, chat]), "wb-deploy-panel")
         self._show_provider()
         self.refresh()
@@ -254,10 +271,38 @@ class DeploymentPanel:
                              "meta": f"{use.get('completion_tokens')} tokens · {took:.0f} ms · {reply['id']}"})
         self._render_chat()
         self.show_status()
+        self.last_reply_id = reply["id"]
+        self._feedback_enabled(True)
+        self.feedback_msg.value = ""
         return reply
+
+    def rate(self, rating: int | None = None, success: bool | None = None) -> dict[str, Any] | None:
+        """Feedback on the last reply (its id is the usage record's): shows in the analytics' quality."""
+        if not self.last_reply_id:
+            return None
+        rating = rating or self.stars.value  # one verdict per reply: the stars and the thumb together
+        success = self._thumb if success is None else success
+        self._thumb = success
+        ok, out = guarded(self.feedback_msg, self.backend.rate_reply, self.last_reply_id, rating, success,
+                          self.feedback_comment.value.strip() or None)
+        if ok:
+            said = " · ".join(x for x in ("👍" if success else "👎" if success is False else "",
+                                          "★" * rating if rating else "") if x)
+            self.feedback_msg.value = ok_html(f"rated {self.last_reply_id}: {said}")
+        return out
+
+    def _feedback_enabled(self, on: bool) -> None:
+        for w in (self.thumb_up, self.thumb_down, self.stars, self.feedback_comment):
+            w.disabled = not on
+        self._thumb = None
+        if on:
+            with self.stars.hold_trait_notifications():
+                self.stars.value = None
 
     def _clear_chat(self) -> None:
         self.history = []
+        self.last_reply_id = None
+        self._feedback_enabled(False)
         self._render_chat()
 
     def _render_chat(self, pending: bool = False) -> None:

@@ -160,3 +160,10 @@ async def split_dataset(request: Request, body: SplitBody) -> dict[str, Any]:
 
 
 # --- streaming multipart -----------------------------------------------------------------------
+
+
+@api.get("/api/training/dataset/{id}/versions", summary="Every version of a dataset's name", errors=(404,))
+async def dataset_versions(request: Request) -> dict[str, Any]:
+    """Registering under a name that exists makes a new version pointing to the previous one; oldest first."""
+    rows = await call(services(request).datasets.versions, request.path_params["id"], owner(request))
+    return {"versions": rows}

@@ -81,6 +81,7 @@ class JobStatus(Loose):
     total_epochs: float | None = None
     current_step: int | None = None
     total_steps: int | None = None
+    world_size: int | None = Field(None, description="data-parallel processes (training.num_processes × machines)")
     loss: float | None = None
     eval_loss: float | None = None
     best_eval_loss: float | None = None

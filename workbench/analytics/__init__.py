@@ -1,0 +1,1 @@
+"""Usage analytics: the data endpoint's aggregations, feedback, sentiment insights, cohorts and the assistant."""

@@ -1,0 +1,1 @@
+"""Training as experiments: hyperparameter sweeps, suggestions from history, lineage of runs."""
