@@ -156,3 +156,11 @@ def test_registering_an_existing_name_makes_a_new_version(sweep_home) -> None:
     job = JobService().start("tiny-chat", v2["id"], fast(training={"max_steps": 1}))
     assert lineage.lineage(job["id"])["dataset"]["version"] == 2  # a job records the version it trained on
     JobService().cancel(job["id"], grace=1)
+
+
+def test_a_sweep_wider_than_the_job_quota_waits_for_slots_instead_of_failing(sweep_home, data, monkeypatch) -> None:
+    monkeypatch.setenv("WORKBENCH_QUOTA_ACTIVE_JOBS", "1")  # settings are read per call
+    svc = SweepService()
+    done = svc.wait(svc.create(_spec(data, strategy="grid", parameters={"training.learning_rate": [1e-3, 2e-3]},
+                                     max_concurrent=2))["sweep_id"], timeout=600)
+    assert done["status"] == "completed" and [t["status"] for t in done["trials"]] == ["completed", "completed"]

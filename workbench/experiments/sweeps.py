@@ -19,7 +19,7 @@ import threading
 import time
 from typing import Any
 
-from ..errors import InvalidInput, NotFound, Unavailable
+from ..errors import InvalidInput, NotFound, QuotaExceeded, Unavailable
 from ..job_states import FINAL
 from ..records import LOCAL_USER, new_id, now_iso
 from ..store import Store, get_store
@@ -177,7 +177,10 @@ class Driver:
             trials = [self._follow(rec, t) for t in rec["trials"]]
             active = sum(1 for t in trials if t["status"] not in FINAL)
             while active < rec["max_concurrent"] and len(trials) < rec["max_trials"]:
-                trials.append(self._launch(rec, len(trials)))
+                try:
+                    trials.append(self._launch(rec, len(trials)))
+                except QuotaExceeded:  # the user's active-job quota is full: the next tick tries again
+                    break
                 active += 1
             done = len(trials) >= rec["max_trials"] and active == 0
             self.store.update(TABLE, self.id, {"trials": trials, "updated_at": now_iso(),
