@@ -6,6 +6,8 @@ Every usage row also adds itself, in the same transaction, to
   counts, token and cost sums and latency sums;
 * ``usage_hist``: per (owner, slot, kind) a log-spaced histogram of latency and time to first
   token (bins grow by :data:`RATIO`, so a percentile read from them is within ±12% of the exact one);
+* ``usage_hist_h``: the same histograms per hour, a quarter of the rows for a long range whose buckets
+  start on whole hours (UTC and every whole-hour zone);
 * ``usage_conv``: the (owner, slot, conversation) pairs, so distinct conversations count exactly.
 
 Why 15 minutes: every time zone's offset from UTC is a multiple of 15 minutes (India +5:30, Nepal
@@ -19,6 +21,7 @@ import sqlite3
 from typing import Any
 
 SLOT_S = 900
+SLOTS_PER_HOUR = 4
 RATIO = 1.25
 FIRST_MS = 1.0  # bin 0 holds everything below 1 ms
 SCHEMA = """
@@ -34,6 +37,10 @@ CREATE TABLE IF NOT EXISTS usage_rollup (
 CREATE TABLE IF NOT EXISTS usage_hist (
     owner TEXT NOT NULL, slot INTEGER NOT NULL, kind TEXT NOT NULL, bin INTEGER NOT NULL, n INTEGER NOT NULL,
     PRIMARY KEY (owner, slot, kind, bin)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS usage_hist_h (
+    owner TEXT NOT NULL, hour INTEGER NOT NULL, kind TEXT NOT NULL, bin INTEGER NOT NULL, n INTEGER NOT NULL,
+    PRIMARY KEY (owner, hour, kind, bin)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS usage_conv (
     owner TEXT NOT NULL, slot INTEGER NOT NULL, conversation_id TEXT NOT NULL,
@@ -73,6 +80,8 @@ def apply(conn: sqlite3.Connection, v: dict[str, Any]) -> None:
         if ms is not None:
             conn.execute("INSERT INTO usage_hist VALUES (?,?,?,?,1) ON CONFLICT DO UPDATE SET n = n + 1",
                          (v["owner"], slot, kind, bin_of(ms)))
+            conn.execute("INSERT INTO usage_hist_h VALUES (?,?,?,?,1) ON CONFLICT DO UPDATE SET n = n + 1",
+                         (v["owner"], slot // SLOTS_PER_HOUR, kind, bin_of(ms)))
     if v.get("conversation_id"):
         conn.execute("INSERT OR IGNORE INTO usage_conv VALUES (?,?,?)", (v["owner"], slot, v["conversation_id"]))
 
@@ -83,6 +92,17 @@ def backfill(conn: sqlite3.Connection) -> None:
     Under the write lock, and only when the rollup tables do not exist yet: two processes opening
     the same old database fill them once."""
     if _has_rollups(conn):
+        if not _has_table(conn, "usage_hist_h"):  # rollups from before the hourly histograms
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if not _has_table(conn, "usage_hist_h"):
+                    conn.execute(SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS usage_hist_h"):].split(";")[0])
+                    conn.execute(f"INSERT INTO usage_hist_h SELECT owner, slot / {SLOTS_PER_HOUR}, kind, bin, SUM(n) "
+                                 "FROM usage_hist GROUP BY 1, 2, 3, 4")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
         return
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -100,6 +120,8 @@ def backfill(conn: sqlite3.Connection) -> None:
             for kind in ("latency", "ttft"):
                 conn.execute(f"INSERT INTO usage_hist SELECT owner, wb_slot(ts), '{kind}', wb_bin({kind}_ms), COUNT(*) "
                              f"FROM usage WHERE {kind}_ms IS NOT NULL GROUP BY 1, 2, 4")
+            conn.execute(f"INSERT INTO usage_hist_h SELECT owner, slot / {SLOTS_PER_HOUR}, kind, bin, SUM(n) "
+                         "FROM usage_hist GROUP BY 1, 2, 3, 4")
             conn.execute("INSERT OR IGNORE INTO usage_conv SELECT DISTINCT owner, wb_slot(ts), conversation_id "
                          "FROM usage WHERE conversation_id IS NOT NULL AND conversation_id != ''")
     except BaseException:
@@ -108,9 +130,12 @@ def backfill(conn: sqlite3.Connection) -> None:
     conn.execute("COMMIT")
 
 
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
+
+
 def _has_rollups(conn: sqlite3.Connection) -> bool:
-    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'usage_rollup'").fetchone() \
-        is not None
+    return _has_table(conn, "usage_rollup")
 
 
 def hist_percentile(bins: dict[int, int], q: float) -> float | None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -124,12 +125,14 @@ def _filters(model: str | None, job_id: str | None, members: list[str] | None) -
     return sql, args
 
 
+_SCANS = ThreadPoolExecutor(max_workers=3, thread_name_prefix="wb-analytics-scan")
 ROW_COLS = "ts, success, input_tokens, output_tokens, cost_micro, latency_ms, ttft_ms, conversation_id"
 
 
 def _bucket_sql(b: Buckets, first: int) -> tuple[str, list[Any], str]:
     """SQL for a slot's bucket index: arithmetic when the buckets after the first are all as long (hours
-    always; days and weeks without a DST change), else a join on the (few) bucket bounds."""
+    always; days and weeks without a DST change), else a chain of comparisons (months, DST days), else
+    (hundreds of uneven buckets) a join on the bucket bounds."""
     slot_s = usage_rollups.SLOT_S
     bounds = [first] + [int(x) // slot_s for x in b.starts[1:]]
     widths = {bounds[i + 1] - bounds[i] for i in range(1, len(bounds) - 1)}
@@ -138,8 +141,11 @@ def _bucket_sql(b: Buckets, first: int) -> tuple[str, list[Any], str]:
     if len(widths) <= 1:
         w = widths.pop() if widths else 1 << 40  # two buckets: everything from the second start is the second
         return "(CASE WHEN slot < ? THEN 0 ELSE 1 + (slot - ?) / ? END)", [bounds[1], bounds[1], w], ""
-    edges = ",".join(f"({i}, {lo}, {hi})" for i, (lo, hi) in enumerate(zip(bounds, [*bounds[1:], 1 << 62],
-                                                                           strict=True)))
+    if len(bounds) <= 400:  # a few uneven buckets (months, a DST day): a chain of comparisons
+        chain = " ".join(f"WHEN slot < {hi} THEN {i}" for i, hi in enumerate(bounds[1:]))
+        return f"(CASE {chain} ELSE {len(bounds) - 1} END)", [], ""
+    edges = ",".join(f"({i}, {lo}, {hi})" for i, (lo, hi) in enumerate(zip([-(1 << 62), *bounds[1:]],
+                                                                           [*bounds[1:], 1 << 62], strict=True)))
     join = f" JOIN (SELECT column1 AS idx, column2 AS lo, column3 AS hi FROM (VALUES {edges})) e"
     return "e.idx", [], join + " ON slot >= e.lo AND slot < e.hi"
 
@@ -156,9 +162,11 @@ def cells(owner: str, b: Buckets, *, model: str | None = None, job_id: str | Non
     slot_s = usage_rollups.SLOT_S
     first = math.ceil(b.starts[0] / slot_s)  # the first slot wholly inside (a start may be mid-second)
     last = math.floor(b.end / slot_s) - 1  # the last slot wholly inside (the end is inclusive)
-    n = conn.execute(f"SELECT COUNT(*) FROM usage WHERE owner = ? AND ts >= ? AND ts <= ?{where}",
-                     [owner, b.starts[0], b.end, *args]).fetchone()[0]
-    exact = members is not None or n <= EXACT_ROWS or first > last or bool(model or job_id)
+    exact = members is not None or first > last or bool(model or job_id)
+    if not exact:  # about how many rows (the rollups of the slots it touches): cheaper than counting them
+        n = conn.execute("SELECT COALESCE(SUM(requests), 0) FROM usage_rollup WHERE owner = ? AND slot >= ? "
+                         "AND slot <= ?", (owner, first - 1, last + 1)).fetchone()[0]
+        exact = n <= EXACT_ROWS
     if exact:
         convs: set[str] = set()
         for r in conn.execute(f"SELECT {ROW_COLS} FROM usage WHERE owner = ? AND ts >= ? AND ts <= ?{where}",
@@ -198,22 +206,52 @@ def cells(owner: str, b: Buckets, *, model: str | None = None, job_id: str | Non
         c.latency_n += r[7]
         c.ttft_sum += r[8]
         c.ttft_n += r[9]
-    for i, kind, bin_, cnt in conn.execute(f"SELECT {idx} AS i, kind, bin, SUM(n) FROM usage_hist{join} WHERE owner = ? "
-                                           "AND slot >= ? AND slot <= ? GROUP BY i, kind, bin", [*idx_args, *rng]):
-        getattr(out[i], f"{kind}_hist")[bin_] += cnt
-    if len(out) > 1:  # one bucket: its count is the total, below
-        for i, cnt in conn.execute(f"SELECT {idx} AS i, COUNT(DISTINCT conversation_id) FROM usage_conv{join} "
-                                   "WHERE owner = ? AND slot >= ? AND slot <= ? GROUP BY i", [*idx_args, *rng]):
-            out[i].conv_count = cnt
+    every = sorted(set().union(*edge_convs.values())) if edge_convs else []
+
+    per_hour = usage_rollups.SLOTS_PER_HOUR
+    h0, h1 = -(-first // per_hour), (last + 1) // per_hour - 1  # the whole hours inside [first, last]
+    hourly = h0 <= h1 and all(int(x) % 3600 == 0 for x in b.starts[1:])  # buckets on whole hours
+
+    def hist_rows() -> list[Any]:
+        """From the hourly histograms where buckets start on whole hours, the 15-minute ones around them."""
+        pieces = [(first, h0 * per_hour - 1), ((h1 + 1) * per_hour, last)] if hourly else [(first, last)]
+        sql = " UNION ALL ".join("SELECT slot, kind, bin, n FROM usage_hist WHERE owner = ? AND slot >= ? AND slot <= ?"
+                                 for lo, hi in pieces if lo <= hi)
+        args: list[Any] = [a for lo, hi in pieces if lo <= hi for a in (owner, lo, hi)]
+        if hourly:
+            sql = " UNION ALL ".join(filter(None, [sql, f"SELECT hour * {per_hour} AS slot, kind, bin, n FROM usage_hist_h "
+                                                        "WHERE owner = ? AND hour >= ? AND hour <= ?"]))
+            args += [owner, h0, h1]
+        return records.connect().execute(f"SELECT {idx} AS i, kind, bin, SUM(n) FROM ({sql}){join} GROUP BY i, kind, bin",
+                                         [*idx_args, *args]).fetchall()
+
+    def conv_rows() -> list[Any]:
+        if len(out) == 1:  # one bucket: its count is the total
+            return []
+        return records.connect().execute(
+            f"SELECT {idx} AS i, COUNT(DISTINCT conversation_id) FROM usage_conv{join} WHERE owner = ? AND slot >= ? "
+            "AND slot <= ? GROUP BY i", [*idx_args, *rng]).fetchall()
+
+    def conv_total() -> int:
+        return records.connect().execute(
+            "SELECT COUNT(*) FROM (SELECT conversation_id FROM usage_conv WHERE owner = ? AND slot >= ? AND slot <= ? "
+            "UNION SELECT value FROM json_each(?))", (*rng, json.dumps(every))).fetchone()[0]
+
+    # three independent scans at once (sqlite3 lets go of the GIL while a statement steps; each thread has
+    # its own connection): the histograms, the conversations per bucket, the conversations in all
+    jobs = [_SCANS.submit(hist_rows), _SCANS.submit(conv_rows), _SCANS.submit(conv_total)]
+    hists = {"latency": [c.latency_hist for c in out], "ttft": [c.ttft_hist for c in out]}
+    for i, kind, bin_, cnt in jobs[0].result():
+        hists[kind][i][bin_] += cnt
+    for i, cnt in jobs[1].result():
+        out[i].conv_count = cnt
+    total = jobs[2].result()
     for i, ids in edge_convs.items() if len(out) > 1 else ():  # a ragged end's may also be in its bucket's interior
         lo = first if i == 0 else int(b.starts[i]) // slot_s
         hi = last if i == len(out) - 1 else int(b.starts[i + 1]) // slot_s - 1
         out[i].conv_count = conn.execute(
             "SELECT COUNT(*) FROM (SELECT conversation_id FROM usage_conv WHERE owner = ? AND slot >= ? AND slot <= ? "
             "UNION SELECT value FROM json_each(?))", (owner, lo, hi, json.dumps(sorted(ids)))).fetchone()[0]
-    every = sorted(set().union(*edge_convs.values())) if edge_convs else []
-    total = conn.execute("SELECT COUNT(*) FROM (SELECT conversation_id FROM usage_conv WHERE owner = ? AND slot >= ? "
-                         "AND slot <= ? UNION SELECT value FROM json_each(?))", (*rng, json.dumps(every))).fetchone()[0]
     if len(out) == 1:
         out[0].conv_count = total
     return out, False, total
@@ -268,7 +306,7 @@ def query(owner: str, *, start: str | None, end: str | None, metrics: str | None
                                  "messagesPerConversation": _round(c.requests / c.n_conversations)
                                  if c.n_conversations else None} for i, c in enumerate(cs)]
     if "errors" in wanted:
-        kinds = _error_kinds(owner, b, model, job_id, members)
+        kinds = _error_kinds(owner, b, model, job_id, members, exact)
         out["errors"] = [{"timestamp": b.labels[i], "errors": c.requests - c.successes,
                           "errorRate": _round(100 * (c.requests - c.successes) / c.requests) if c.requests else None,
                           "byType": kinds.get(i, {})} for i, c in enumerate(cs)]
@@ -335,10 +373,22 @@ def _tool_summary(rows: list[Any]) -> list[dict[str, Any]]:
              "avgMs": _round(sum(r["execution_ms"] for r in rs) / len(rs))} for t, rs in sorted(per.items())]
 
 
+_KIND = "CASE WHEN instr(error, ':') > 0 THEN substr(error, 1, instr(error, ':') - 1) ELSE COALESCE(error, 'unknown') END"
+
+
 def _error_kinds(owner: str, b: Buckets, model: str | None, job_id: str | None,
-                 members: list[str] | None) -> dict[int, dict[str, int]]:
+                 members: list[str] | None, exact: bool = True) -> dict[int, dict[str, int]]:
     where, args = _filters(model, job_id, members)
     out: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    if not exact:  # a month of failures grouped in SQL: the bucket of each row's slot, as the rollups use
+        slot_s = usage_rollups.SLOT_S
+        idx, idx_args, join = _bucket_sql(b, math.ceil(b.starts[0] / slot_s))
+        for i, kind, n in records.connect().execute(
+                f"SELECT {idx} AS i, {_KIND} AS k, COUNT(*) FROM (SELECT CAST(ts / {slot_s} AS INTEGER) AS slot, error "
+                f"FROM usage WHERE owner = ? AND success = 0 AND ts >= ? AND ts <= ?{where}){join} GROUP BY i, k",
+                [*idx_args, owner, b.starts[0], b.end, *args]):
+            out[i][kind] = n
+        return {i: dict(v) for i, v in out.items()}
     for ts, err in records.connect().execute(
             f"SELECT ts, error FROM usage WHERE owner = ? AND success = 0 AND ts >= ? AND ts <= ?{where}",
             [owner, b.starts[0], b.end, *args]):
