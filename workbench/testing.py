@@ -290,6 +290,56 @@ def serve_in_thread(app: Any) -> tuple[Any, Any, int]:
     return server, thread, port
 
 
+class LoopbackJSON:
+    """A JSON-over-HTTP test double of a remote service (an OpenAI-compatible API) on 127.0.0.1, in a
+    daemon thread: the real client and SDK stay in the path, only the far end is scripted.
+
+    ``respond(method, path, headers, body)`` returns ``(status, payload)``; ``headers`` are lower-cased,
+    ``body`` is the request's JSON (``{}`` for a GET)."""
+
+    def __init__(self, respond: Any, *, name: str = "loopback", host: str = "127.0.0.1", port: int = 0):
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:  # quiet
+                pass
+
+            def _answer(self, method: str) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}") if method == "POST" else {}
+                status, payload = respond(method, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                raw = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+            def do_GET(self) -> None:
+                self._answer("GET")
+
+            def do_POST(self) -> None:
+                self._answer("POST")
+
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
+
+
 # --- a long synthetic history ---------------------------------------------------------------------
 
 FIXED_TIMESTAMP = "2026-01-01T00:00:00.000Z"

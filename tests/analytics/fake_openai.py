@@ -16,12 +16,12 @@ what the model received.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
+
+from workbench.testing import LoopbackJSON
 
 
 class Status(Exception):
@@ -66,67 +66,44 @@ class FakeOpenAI:
     requests: list[Seen] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        fake = self
+        self._server = LoopbackJSON(self._respond, name="fake-openai")
+        self.port = self._server.port
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:  # quiet
-                pass
-
-            def _reply(self, status: int, payload: dict[str, Any]) -> None:
-                raw = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length) or b"{}")
-                seen = Seen(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
-                fake.requests.append(seen)
-                if fake.delay_s:
-                    time.sleep(fake.delay_s)
-                if self.path.rstrip("/") != "/v1/chat/completions":
-                    self._reply(404, {"error": {"message": f"no route {self.path}"}})
-                    return
-                try:
-                    said = fake.script(seen)
-                except Status as exc:
-                    self._reply(exc.code, {"error": {"message": exc.message, "type": "server_error"}})
-                    return
-                n = len(fake.requests)
-                message: dict[str, Any] = {"role": "assistant", "content": said.get("content")}
-                if said.get("tool_calls"):
-                    message["tool_calls"] = [
-                        {"id": f"call_{n}_{i}", "type": "function",
-                         "function": {"name": name, "arguments": args if isinstance(args, str) else json.dumps(args)}}
-                        for i, (name, args) in enumerate(said["tool_calls"])]
-                self._reply(200, {
-                    "id": f"chatcmpl-fake-{n}", "object": "chat.completion", "created": int(time.time()),
-                    "model": body.get("model", ""),
-                    "choices": [{"index": 0, "message": message,
-                                 "finish_reason": "tool_calls" if said.get("tool_calls") else "stop"}],
-                    "usage": {"prompt_tokens": fake.prompt_tokens, "completion_tokens": fake.completion_tokens,
-                              "total_tokens": fake.prompt_tokens + fake.completion_tokens}})
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="fake-openai", daemon=True)
+    def _respond(self, method: str, path: str, headers: dict[str, str], body: dict[str, Any]) -> tuple[int, dict]:
+        if method != "POST":
+            return 404, {"error": {"message": f"no route {method} {path}"}}
+        seen = Seen(path, headers, body)
+        self.requests.append(seen)
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        if path.rstrip("/") != "/v1/chat/completions":
+            return 404, {"error": {"message": f"no route {path}"}}
+        try:
+            said = self.script(seen)
+        except Status as exc:
+            return exc.code, {"error": {"message": exc.message, "type": "server_error"}}
+        n = len(self.requests)
+        message: dict[str, Any] = {"role": "assistant", "content": said.get("content")}
+        if said.get("tool_calls"):
+            message["tool_calls"] = [
+                {"id": f"call_{n}_{i}", "type": "function",
+                 "function": {"name": name, "arguments": args if isinstance(args, str) else json.dumps(args)}}
+                for i, (name, args) in enumerate(said["tool_calls"])]
+        return 200, {
+            "id": f"chatcmpl-fake-{n}", "object": "chat.completion", "created": int(time.time()),
+            "model": body.get("model", ""),
+            "choices": [{"index": 0, "message": message,
+                         "finish_reason": "tool_calls" if said.get("tool_calls") else "stop"}],
+            "usage": {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                      "total_tokens": self.prompt_tokens + self.completion_tokens}}
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def __enter__(self) -> Self:
-        self._thread.start()
+        self._server.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
+        self._server.stop()

@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
+
+from workbench.testing import LoopbackJSON
 
 NAME = re.compile(r"\b[A-Z][A-Za-z0-9]*(?:[- ][A-Z][A-Za-z0-9]*)*(?:-\d+)?\b")
 STOP = {"The", "A", "An", "It", "Its", "This", "That", "These", "Those", "And", "But", "Or", "In", "On", "At",
@@ -61,67 +61,38 @@ class FakeLLM:
     refuse_if: str | None = None  # a prompt that contains this text gets a 400 (which nobody retries)
 
     def __post_init__(self) -> None:
-        fake = self
+        self._server = LoopbackJSON(self._respond, name="fake-llm", host=self.host, port=self.port)
+        self.port = self._server.port
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:  # quiet
-                pass
-
-            def _reply(self, status: int, payload: dict[str, Any]) -> None:
-                raw = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-            def do_GET(self) -> None:
-                fake.requests.append(Seen(self.path, self.headers.get("Authorization"), {},
-                                           {k.lower(): v for k, v in self.headers.items()}))
-                if self.path.rstrip("/") == "/v1/models":
-                    self._reply(200, {"object": "list", "data": [
-                        {"id": "scripted", "object": "model", "created": 0, "owned_by": "fake"}]})
-                else:
-                    self._reply(404, {"error": {"message": f"no route {self.path}"}})
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length) or b"{}")
-                seen = Seen(self.path, self.headers.get("Authorization"), body, {k.lower(): v for k, v in self.headers.items()})
-                fake.requests.append(seen)
-                if self.path.rstrip("/") != "/v1/chat/completions":
-                    self._reply(404, {"error": {"message": f"no route {self.path}"}})
-                    return
-                if fake.refuse_if and fake.refuse_if in seen.prompt:
-                    self._reply(400, {"error": {"message": "scripted refusal", "type": "invalid_request_error"}})
-                    return
-                content = json.dumps(answer(seen))
-                self._reply(200, {
-                    "id": f"chatcmpl-{len(fake.requests)}", "object": "chat.completion", "created": int(time.time()),
-                    "model": body.get("model", ""),
-                    "choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": content}}],
-                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
-
-        self._server = ThreadingHTTPServer((self.host, self.port), Handler)
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-llm", daemon=True)
+    def _respond(self, method: str, path: str, headers: dict[str, str], body: dict[str, Any]) -> tuple[int, dict]:
+        seen = Seen(path, headers.get("authorization"), body, headers)
+        self.requests.append(seen)
+        if method == "GET":
+            if path.rstrip("/") == "/v1/models":
+                return 200, {"object": "list", "data": [{"id": "scripted", "object": "model", "created": 0,
+                                                         "owned_by": "fake"}]}
+            return 404, {"error": {"message": f"no route {path}"}}
+        if path.rstrip("/") != "/v1/chat/completions":
+            return 404, {"error": {"message": f"no route {path}"}}
+        if self.refuse_if and self.refuse_if in seen.prompt:
+            return 400, {"error": {"message": "scripted refusal", "type": "invalid_request_error"}}
+        return 200, {
+            "id": f"chatcmpl-{len(self.requests)}", "object": "chat.completion", "created": int(time.time()),
+            "model": body.get("model", ""),
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": json.dumps(answer(seen))}}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
 
     @property
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}/v1"
 
     def start(self) -> FakeLLM:
-        self._thread.start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
+        self._server.stop()
 
     def __enter__(self) -> Self:
         return self.start()
