@@ -34,6 +34,10 @@ def _dataset_ref(path_or_id: str) -> str:
 
     svc = DatasetService()
     p = Path(path_or_id)
+    if path_or_id == "sample" and not p.exists():  # the bundled 400 support chats, registered once
+        rec = svc.register_sample()
+        print(f"using the sample dataset {rec['id']} ({rec['samples']} samples)", file=sys.stderr)
+        return rec["id"]
     if p.exists():
         rec = svc.register(p, name=p.stem)
         print(f"registered dataset {rec['id']} ({rec['samples']} samples) from {p}", file=sys.stderr)
@@ -587,7 +591,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="start a training job and follow it")
     t.add_argument("--model", default="tiny-chat")
-    t.add_argument("--dataset", required=True, help="a dataset file (registered on the fly) or a dataset id")
+    t.add_argument("--dataset", required=True, help="a dataset file (registered on the fly), a dataset id, or `sample` (400 bundled support chats)")
     t.add_argument("--config", help="a JSON config file")
     t.add_argument("--template", default="default", help="default | sft | lora | full, or a saved config id")
     t.add_argument("--max-steps", type=int)
@@ -610,7 +614,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("action", choices=["run", "list", "show"])
     sw.add_argument("id", nargs="?", help="the sweep (show)")
     sw.add_argument("--model", default="tiny-chat")
-    sw.add_argument("--dataset", help="a dataset file (registered on the fly) or a dataset id")
+    sw.add_argument("--dataset", help="a dataset file (registered on the fly), a dataset id, or `sample` (400 bundled support chats)")
     sw.add_argument("--config", help="a JSON config file")
     sw.add_argument("--template", default="default")
     sw.add_argument("--set", action="append", metavar="KEY=VALUE", help="fixed settings of every trial")

@@ -62,6 +62,8 @@ def test_no_warm_runner_is_claimed_across_environments_or_when_dead_or_not_ready
     # the environment a job gets must match, per-shell noise aside
     env = warm.runner_env()
     assert warm.fingerprint({**env, "PWD": "/elsewhere", "SHLVL": "9"}) == warm.fingerprint(env)
+    # `workbench serve` sets its Host list for itself: a job from a plain shell still matches its runner
+    assert warm.fingerprint({**env, "WORKBENCH_ALLOWED_HOSTS": "127.0.0.1"}) == warm.fingerprint(env)
     assert warm.fingerprint({**env, "CUDA_VISIBLE_DEVICES": "1"}) != warm.fingerprint(env)
 
 
@@ -160,3 +162,31 @@ def test_the_keeper_keeps_one_waiting_and_backs_off_when_they_fail(home, monkeyp
     spawned[2].returncode = 0  # it ran its job; the only slot is busy now
     k.tick()
     assert len(spawned) == 3 and k.failures == 0
+
+
+@pytest.mark.slow
+def test_a_cli_job_from_a_plain_shell_goes_to_the_warm_runner_of_a_running_server(job_home) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "workbench.cli", "serve", "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while not (ready := [r for r in warm.runners() if r.get("ready")]) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert ready, (home.home() / "warm" / "warm.log").read_text()[-2000:]
+        shell = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_ALLOWED")}
+        out = subprocess.run([sys.executable, "-m", "workbench.cli", "train", "--dataset", "sample", "--detach",
+                              "--json", *[a for o in FAST for a in ("--set", o)], "--set", "training.max_steps=3"],
+                             env=shell, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        job_id = json.loads(out.stdout)["job_id"]
+        svc = JobService()
+        assert svc.get(job_id)["runner_pid"] == ready[0]["pid"]  # no cold start
+        assert wait_for(svc, job_id, {"completed", "failed"})["status"] == "completed"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -43,6 +43,9 @@ VOLATILE_ENV = frozenset({
     # Voila passes each page request to its kernels CGI-style; none of it concerns a job
     "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "SERVER_SOFTWARE", "SERVER_PROTOCOL", "SERVER_PORT",
     "SERVER_NAME",
+    # the front-ends' own settings (``serve`` sets the Host list for itself, ``up`` the API's URL):
+    # no job reads them, so a job from a plain shell still gets the server's warm runner
+    "WORKBENCH_ALLOWED_HOSTS", "WORKBENCH_ALLOWED_ORIGINS", "WORKBENCH_AUTH", "WORKBENCH_API_URL",
 })
 
 
