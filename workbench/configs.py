@@ -66,8 +66,8 @@ class TrainingSection(_Section):
     quantization: Literal["none", "4bit", "8bit"] = Field(
         "none", description="QLoRA: load the base with bitsandbytes (needs a CUDA GPU) and train LoRA on it")
     report_to: Literal["none", "tensorboard", "mlflow"] = Field(
-        "none", description="also log to TensorBoard (<job>/tensorboard) or MLflow (<job>/mlruns, unless "
-        "MLFLOW_TRACKING_URI is set); optional extras")
+        "none", description="also log to TensorBoard (<job>/tensorboard) or MLflow (SQLite in <job>/mlflow.db, "
+        "unless MLFLOW_TRACKING_URI is set); the experiments extra")
 
     @field_validator("num_processes")
     @classmethod

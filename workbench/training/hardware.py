@@ -26,7 +26,7 @@ def _installed(module: str) -> bool:
 
 def check_settings(cfg: TrainingConfig) -> None:
     t = cfg.training
-    need = {"tensorboard": ("tensorboard", "workbench[experiments]"), "mlflow": ("mlflow", "mlflow")}.get(t.report_to)
+    need = {"tensorboard": ("tensorboard", "workbench[experiments]"), "mlflow": ("mlflow", "workbench[experiments]")}.get(t.report_to)
     if need and not _installed(need[0]):
         raise SettingUnavailable(f"training.report_to={t.report_to} needs {need[0]}, which is not installed: "
                                  f"pip install '{need[1]}', or set report_to=none")
@@ -50,14 +50,25 @@ def check_settings(cfg: TrainingConfig) -> None:
 
 def reporting(cfg: TrainingConfig, job_dir: Any) -> str:
     """``report_to`` for TrainingArguments, with its files under the job folder: TensorBoard's events in
-    ``tensorboard/``, MLflow's runs in ``mlruns/`` (a file store) unless ``MLFLOW_TRACKING_URI`` names one."""
+    ``tensorboard/``, MLflow's runs in ``mlflow.db`` (SQLite: MLflow 3 refuses its old file store) unless
+    ``MLFLOW_TRACKING_URI`` names a tracking server or database."""
     to = cfg.training.report_to
     if to == "tensorboard":
         os.environ["TENSORBOARD_LOGGING_DIR"] = str(job_dir / "tensorboard")
     elif to == "mlflow":
-        os.environ.setdefault("MLFLOW_TRACKING_URI", (job_dir / "mlruns").resolve().as_uri())
-        os.environ.setdefault("MLFLOW_EXPERIMENT_NAME", job_dir.name)
+        _default_env("MLFLOW_TRACKING_URI", f"sqlite:///{(job_dir / 'mlflow.db').resolve()}")
+        _default_env("MLFLOW_EXPERIMENT_NAME", job_dir.name)
     return to
+
+
+_set_here: dict[str, str] = {}
+
+
+def _default_env(name: str, value: str) -> None:
+    """Set ``name`` unless the user did: a value this module set for an earlier job in the same process
+    (the in-process executor) is replaced, so one job's run never lands in another's folder."""
+    if name not in os.environ or os.environ[name] == _set_here.get(name):
+        os.environ[name] = _set_here[name] = value
 
 
 def attn_implementation(cfg: TrainingConfig) -> str:
