@@ -259,11 +259,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from .jobs import warm
 
         keeper = warm.keep()
+    from . import local_server
+
+    local_server.announce(url)  # `workbench chat`, `deploy` and the LLM clients find it on this port
     try:
         # No access log by default: SSE/WebSocket clients may pass ?token=, which must not land in logs.
         uvicorn.run("workbench.server.app:create_app", factory=True, host=args.host, port=args.port,
                     log_level=args.log_level, access_log=args.access_log)
     finally:
+        local_server.withdraw()
         if keeper is not None:
             keeper.close()
     return 0
@@ -359,7 +363,13 @@ def cmd_users(args: argparse.Namespace) -> int:
     return 0
 
 
-DEFAULT_URL = "http://127.0.0.1:8000"
+SERVER_URL_HELP = "the workbench server (default: WORKBENCH_API_URL, else this home's running server, else port 8000)"
+
+
+def _server_url(value: str) -> str:
+    from . import local_server
+
+    return (value or local_server.url()).rstrip("/")
 
 
 def _server_up(url: str) -> bool:
@@ -682,14 +692,14 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--max-workers", type=int)
     dp.add_argument("--no-auto-stop", action="store_true", help="alert only; keep serving past the budget")
     dp.add_argument("--merged", action="store_true", help="serve a merged model instead of base + adapter")
-    dp.add_argument("--url", default=DEFAULT_URL, help="the workbench server")
+    dp.add_argument("--url", type=_server_url, default="", help=SERVER_URL_HELP)
     dp.add_argument("--json", action="store_true")
     dp.set_defaults(func=cmd_deploy)
 
     ds = sub.add_parser("deployments", help="list, inspect and stop deployments")
     ds.add_argument("action", choices=["list", "status", "stop"])
     ds.add_argument("id", nargs="?")
-    ds.add_argument("--url", default=DEFAULT_URL, help="the workbench server (stop goes through it when it runs)")
+    ds.add_argument("--url", type=_server_url, default="", help=SERVER_URL_HELP + "; stop goes through it when it runs")
     ds.add_argument("--json", action="store_true")
     ds.set_defaults(func=cmd_deployments)
 
@@ -698,7 +708,7 @@ def build_parser() -> argparse.ArgumentParser:
     ch.add_argument("message")
     ch.add_argument("--max-tokens", type=int, default=256)
     ch.add_argument("--temperature", type=float, default=0.7)
-    ch.add_argument("--url", default=DEFAULT_URL)
+    ch.add_argument("--url", type=_server_url, default="", help=SERVER_URL_HELP)
     ch.set_defaults(func=cmd_chat)
 
     sc = sub.add_parser("secrets", help="encrypted secrets (RUNPOD_API_KEY); values come from stdin or a prompt")

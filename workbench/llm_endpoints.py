@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from . import models
+from . import local_server, models
 from .home import read_local_token
 
 
@@ -23,10 +23,10 @@ def resolve(ref: str | None, owner: str, *, env_prefix: str, self_url: str | Non
     """``{"base_url", "model", "api_key", "auth_type"}``, or None when nothing is configured.
 
     ``self_url``/``token``: this server's address and the caller's bearer token, for deployments
-    (default: ``WORKBENCH_API_URL`` and the local token)."""
+    (default: :func:`workbench.local_server.url` and the local token)."""
     ref = (ref or "").strip()
     if ref.startswith("deployment:"):
-        base = (self_url or os.environ.get("WORKBENCH_API_URL", "http://127.0.0.1:8000")).rstrip("/")
+        base = (self_url or local_server.url()).rstrip("/")
         return {"base_url": f"{base}/v1", "model": ref.split(":", 1)[1], "api_key": token or read_local_token() or "none",
                 "auth_type": "bearer"}
     if ref:

@@ -20,10 +20,11 @@ PACKAGE = Path(__file__).resolve().parents[2] / "workbench"
 LAYERS: dict[str, int] = {
     # 0 foundation: no workbench imports above it
     "errors": 0, "records": 0, "home": 0, "settings": 0, "store": 0, "stamps": 0, "crypto": 0, "job_states": 0,
+    "processes": 0,
     # 1 records and their rules
     "users": 1, "signing": 1, "imports": 1, "configs": 1, "dataset_validation": 1, "datasets": 1,
     "models": 1, "tinymodel": 1, "gguf_models": 1, "sweep": 1, "jobfiles": 1, "chat_encoding": 1, "quotas": 1,
-    "usage": 1, "usage_rollups": 1, "llm_endpoints": 1, "user_secrets": 1,  # usage rows in SQLite and their rollups; encrypted secrets
+    "usage": 1, "usage_rollups": 1, "llm_endpoints": 1, "user_secrets": 1, "local_server": 1,  # usage rows in SQLite and their rollups; encrypted secrets
     "client": 1,  # the SDK: HTTP only, so the remote widgets (and anyone) can use it
     # 2 the job system: the queue and the engine side by side (the engine never imports jobs)
     "jobs": 2, "training": 2,

@@ -59,6 +59,7 @@ def _status(port: int, token: str, dep_id: str) -> dict:
 
 def test_deploy_chat_crash_and_restart_from_the_cli(tmp_path: Path, tiny_chat_dir: Path,
                                                     finished_lora_job_source: TrainedJob) -> None:
+    from workbench import local_server
     from workbench.users import local_token
 
     with scratch_home(tmp_path / "home", tiny_chat=tiny_chat_dir):
@@ -82,6 +83,7 @@ def test_deploy_chat_crash_and_restart_from_the_cli(tmp_path: Path, tiny_chat_di
         finally:
             os.killpg(server.pid, signal.SIGKILL)  # a crash: no shutdown code runs
             server.wait(timeout=30)
+        assert local_server.running() is None  # its server.json is left behind, but names a dead process
 
         server = _serve(port)
         try:
@@ -89,7 +91,8 @@ def test_deploy_chat_crash_and_restart_from_the_cli(tmp_path: Path, tiny_chat_di
             while _status(port, token, dep["deployment_id"])["provider_status"].get("loaded_in_this_process") is not True:
                 assert time.monotonic() < deadline, "the restarted server did not reload the deployment"
                 time.sleep(0.3)
-            again = _cli("chat", "cli-bot", "Hello", "--url", url, "--max-tokens", "8")
+            assert local_server.running() == url
+            again = _cli("chat", "cli-bot", "Hello", "--max-tokens", "8")  # no --url: this home's server is found
             assert again.returncode == 0, again.stderr
             st = _status(port, token, dep["deployment_id"])
             assert st["current_spend"] == 0.5 and st["request_count"] == 2 and st["metrics"]["total_requests"] == 2

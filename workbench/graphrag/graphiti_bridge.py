@@ -5,8 +5,8 @@ The LLM is chosen from what the workbench already knows (``WORKBENCH_GRAPHRAG_LL
 
 * a custom model entry of ``/api/models`` (its id): its ``base_url`` and ``model_id``, and its
   encrypted API key, decrypted here on the server side only;
-* ``deployment:<model_name>``: a model this workbench serves, over its own ``/v1`` (the server at
-  ``WORKBENCH_API_URL``, default ``http://127.0.0.1:8000``) with the user's token;
+* ``deployment:<model_name>``: a model this workbench serves, over its own ``/v1`` (the server that
+  :func:`workbench.local_server.url` finds) with the user's token;
 * or ``WORKBENCH_GRAPHRAG_LLM_BASE_URL`` + ``WORKBENCH_GRAPHRAG_LLM_MODEL`` (+ ``…_API_KEY``).
 
 Any OpenAI-compatible ``base_url`` works through ``OpenAIGenericClient`` (chat completions with a

@@ -28,6 +28,7 @@ import psutil
 from .. import home
 from ..job_states import LIVE
 from ..jobfiles import job_folder
+from ..processes import pid_alive
 from ..store import Store, get_store
 from .state import TABLE, mark_running, record_outcome, transition, try_set_state
 
@@ -40,18 +41,6 @@ class Executor(Protocol):
 
     def stop(self, job: dict[str, Any], grace: float) -> None:
         """Stop a run for good: interrupt, wait ``grace`` seconds, then kill everything it started."""
-
-
-def pid_alive(pid: int | None, create_time: float | None = None) -> bool:
-    if not pid:
-        return False
-    try:
-        p = psutil.Process(pid)
-        if p.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return create_time is None or abs(p.create_time() - create_time) < 1.0
-    except psutil.Error:
-        return False
 
 
 def _killpg(pid: int | None, sig: int) -> None:
