@@ -364,6 +364,7 @@ def cmd_users(args: argparse.Namespace) -> int:
 
 
 SERVER_URL_HELP = "the workbench server (default: WORKBENCH_API_URL, else this home's running server, else port 8000)"
+DATASET_HELP = "a dataset file (registered on the fly), a dataset id, or `sample` (400 bundled support chats)"
 
 
 def _server_url(value: str) -> str:
@@ -601,7 +602,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="start a training job and follow it")
     t.add_argument("--model", default="tiny-chat")
-    t.add_argument("--dataset", required=True, help="a dataset file (registered on the fly), a dataset id, or `sample` (400 bundled support chats)")
+    t.add_argument("--dataset", required=True, help=DATASET_HELP)
     t.add_argument("--config", help="a JSON config file")
     t.add_argument("--template", default="default", help="default | sft | lora | full, or a saved config id")
     t.add_argument("--max-steps", type=int)
@@ -624,7 +625,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("action", choices=["run", "list", "show"])
     sw.add_argument("id", nargs="?", help="the sweep (show)")
     sw.add_argument("--model", default="tiny-chat")
-    sw.add_argument("--dataset", help="a dataset file (registered on the fly), a dataset id, or `sample` (400 bundled support chats)")
+    sw.add_argument("--dataset", help=DATASET_HELP)
     sw.add_argument("--config", help="a JSON config file")
     sw.add_argument("--template", default="default")
     sw.add_argument("--set", action="append", metavar="KEY=VALUE", help="fixed settings of every trial")

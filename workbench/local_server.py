@@ -1,7 +1,7 @@
 """Where this home's workbench server listens, so the CLI and the LLM clients find it on any port.
 
 ``workbench serve`` (and so ``workbench up``) writes ``$WORKBENCH_HOME/server.json`` (its URL, pid and
-start time) once it binds, and removes it when it stops. :func:`url` answers ``WORKBENCH_API_URL``
+start time) as it starts, and removes it when it stops. :func:`url` answers ``WORKBENCH_API_URL``
 when set, else the URL of a server of this home that still runs, else the default port.
 """
 

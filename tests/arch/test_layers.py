@@ -24,7 +24,8 @@ LAYERS: dict[str, int] = {
     # 1 records and their rules
     "users": 1, "signing": 1, "imports": 1, "configs": 1, "dataset_validation": 1, "datasets": 1,
     "models": 1, "tinymodel": 1, "gguf_models": 1, "sweep": 1, "jobfiles": 1, "chat_encoding": 1, "quotas": 1,
-    "usage": 1, "usage_rollups": 1, "llm_endpoints": 1, "user_secrets": 1, "local_server": 1,  # usage rows in SQLite and their rollups; encrypted secrets
+    "usage": 1, "usage_rollups": 1, "llm_endpoints": 1, "user_secrets": 1,  # usage rows in SQLite and their rollups; encrypted secrets
+    "local_server": 1,  # where this home's server listens
     "client": 1,  # the SDK: HTTP only, so the remote widgets (and anyone) can use it
     # 2 the job system: the queue and the engine side by side (the engine never imports jobs)
     "jobs": 2, "training": 2,

@@ -26,10 +26,9 @@ def _installed(module: str) -> bool:
 
 def check_settings(cfg: TrainingConfig) -> None:
     t = cfg.training
-    need = {"tensorboard": ("tensorboard", "workbench[experiments]"), "mlflow": ("mlflow", "workbench[experiments]")}.get(t.report_to)
-    if need and not _installed(need[0]):
-        raise SettingUnavailable(f"training.report_to={t.report_to} needs {need[0]}, which is not installed: "
-                                 f"pip install '{need[1]}', or set report_to=none")
+    if t.report_to != "none" and not _installed(t.report_to):  # the reporter's module: tensorboard, mlflow
+        raise SettingUnavailable(f"training.report_to={t.report_to} needs {t.report_to}, which is not installed: "
+                                 "pip install 'workbench[experiments]', or set report_to=none")
     cuda = torch.cuda.is_available()
     if t.quantization != "none":
         fix = "set training.quantization=none to train the unquantized base"
