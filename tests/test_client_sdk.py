@@ -178,3 +178,18 @@ def unused_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_monitor_training_draws_its_bar_while_the_job_has_no_total_yet(capsys) -> None:
+    answers = iter([{"job_id": "job-1", "status": "pending", "current_step": None, "total_steps": None},
+                    {"job_id": "job-1", "status": "pending", "current_step": None, "total_steps": None},
+                    {"job_id": "job-1", "status": "running", "current_step": 5, "total_steps": 10, "loss": 1.5},
+                    {"job_id": "job-1", "status": "completed", "current_step": 10, "total_steps": 10, "loss": 1.0}])
+
+    def status(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=next(answers))
+
+    with TrainingClient("http://wb.test", token="t", transport=httpx.MockTransport(status)) as c:
+        seen = [s["status"] for s in c.monitor_training("job-1", interval=0, progress=True)]
+    assert seen == ["pending", "pending", "running", "completed"]
+    assert "10/10" in capsys.readouterr().err  # the bar reached the total

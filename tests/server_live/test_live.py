@@ -111,7 +111,7 @@ def flow(live_server: LiveServer, alice: tuple[dict, str]) -> dict[str, Any]:
         ws.start()
         t0 = time.monotonic()
         polled = []
-        for status in wb.monitor_training(job_id, interval=0.5):
+        for status in wb.monitor_training(job_id, interval=0.5, progress=True):  # the tqdm bar, as users call it
             polled.append((time.monotonic() - t0, status))
             assert time.monotonic() - t0 < JOB_TIMEOUT, f"job stuck: {status}"
         finished_at = time.monotonic()

@@ -254,7 +254,8 @@ class _Jobs(_Base):
             while True:
                 status = self.get_status(job_id)
                 if progress:
-                    bar = bar or _bar(job_id)
+                    if bar is None:  # not `bar or …`: a tqdm bar without a total yet refuses bool()
+                        bar = _bar(job_id)
                     _draw(bar, job_id, status)
                 yield status
                 if status.get("status") in until:
