@@ -88,3 +88,21 @@ def test_remote_backend_finds_the_sample_by_is_sample(live_server: LiveServer) -
     assert {d["id"]: d["is_sample"] for d in listed} == {decoy["id"]: False, sample["id"]: True}
     assert backend.register_sample()["id"] == sample["id"]
     assert len(backend.list_datasets()) == 2  # nothing uploaded again
+
+
+def test_the_knowledge_base_from_the_sdk(client: TrainingClient, tmp_path) -> None:
+    import time
+
+    doc_path = tmp_path / "runbook.md"
+    doc_path.write_text("# Pager duty\n\nThe Frankfurt GPU pool is watched by the #gpu-eu-oncall channel.\n\n"
+                        "# Refunds\n\nRefunds take five business days to reach the card.\n")
+    doc = client.upload_document(doc_path, {"team": "ops"})  # the document itself, like list_documents
+    assert doc["filename"] == "runbook.md" and doc["metadata"] == {"team": "ops"} and doc["processed"] is False
+    deadline = time.monotonic() + 240
+    while not next(d for d in client.list_documents() if d["id"] == doc["id"])["processed"]:
+        assert time.monotonic() < deadline, "the document was never processed"
+        time.sleep(0.5)
+    found = client.search_knowledge("Which channel watches the Frankfurt GPUs?", limit=1)
+    assert found["sources"][0]["documentId"] == doc["id"] and "#gpu-eu-oncall" in found["sources"][0]["text"]
+    client.delete_document(doc["id"])
+    assert all(d["id"] != doc["id"] for d in client.list_documents())

@@ -584,11 +584,12 @@ class _Deployments(_Base):
 class _GraphRAG(_Base):
     def upload_document(self, path: str | os.PathLike[str], metadata: Mapping[str, Any] | None = None, *,
                         file: bytes | None = None) -> dict[str, Any]:
-        """Upload a PDF, DOCX, TXT or MD file to the knowledge base (``processed`` turns true later)."""
+        """Upload a PDF, DOCX, TXT or MD file to the knowledge base; the document (``processed`` turns true
+        later), unwrapped from the reply's ``document`` as :meth:`list_documents` unwraps ``documents``."""
         p = Path(path)
         content = file if file is not None else p.read_bytes()
         data = {"metadata": json.dumps(dict(metadata))} if metadata else {}
-        return self._post("/api/graphrag/upload", files={"file": (p.name, content)}, data=data, timeout=600)
+        return self._post("/api/graphrag/upload", files={"file": (p.name, content)}, data=data, timeout=600)["document"]
 
     def list_documents(self) -> list[dict[str, Any]]:
         return self._get("/api/graphrag/documents")["documents"]

@@ -515,7 +515,7 @@ class RemoteBackend:
 
     # ---- the knowledge base -----------------------------------------------------------------
     def upload_document(self, content: bytes, filename: str, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
-        return self.client.upload_document(filename, metadata, file=content)["document"]
+        return self.client.upload_document(filename, metadata, file=content)
 
     def documents(self) -> list[dict[str, Any]]:
         return self.client.list_documents()
