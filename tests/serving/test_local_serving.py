@@ -293,3 +293,20 @@ def test_a_chat_can_be_grounded_in_the_knowledge_base_and_names_its_sources(serv
         oa.chat.completions.create(model="grounded", messages=ask, extra_body={"knowledge_base": {"limit": 99}})
     assert bad.value.body["field"].startswith("knowledge_base")
     kb.delete(doc["id"])
+
+
+def test_a_grounded_chat_takes_as_many_passages_as_the_context_holds(served: Served) -> None:
+    from workbench.graphrag.service import KnowledgeBaseService
+
+    kb = KnowledgeBaseService()
+    words = " ".join(f"zephyrine{i} quillwort{i}" for i in range(30))  # 60 words, several hundred tokens for tiny-chat
+    text = "".join(f"## Deck {n}\n\nThe Orbital Catering kitchen on deck {n} keeps {words}.\n\n" for n in range(6))
+    doc = kb.wait(kb.upload("decks.md", f"# Orbital Catering\n\n{text}".encode())["id"])
+    _deploy(served, "fitted", checkpoint_selection="final")
+    ask = [{"role": "user", "content": "What does the Orbital Catering kitchen keep?"}]
+    reply = served.openai().chat.completions.create(model="fitted", messages=ask, max_tokens=4, temperature=0,
+                                                    extra_body={"knowledge_base": {"limit": 6}})
+    knowledge = reply.model_extra["knowledge"]
+    assert knowledge["left_out"] >= 1 and len(knowledge["sources"]) == 6 - knowledge["left_out"] >= 1
+    assert reply.usage.prompt_tokens < 1024  # tiny-chat's context: what went in fits
+    kb.delete(doc["id"])

@@ -30,6 +30,7 @@ from .inference import (
     ChatRequest,
     CompletionRequest,
     Kind,
+    PromptTooLong,
     chunk,
     new_id,
     reply,
@@ -61,8 +62,9 @@ async def complete(kind: Kind, body: ChatRequest | CompletionRequest, owner: str
     try:
         svc.refuse_unless_live(dep)
         if kind == "chat" and getattr(body, "knowledge_base", None) is not None:
-            body, knowledge = await _run(ground, body, owner)
-        prepared = await _run(provider.prepare, dep, kind, body)  # a bad prompt is refused before any charge
+            body, knowledge, prepared = await _run(ground, provider, dep, body, owner)
+        else:
+            prepared = await _run(provider.prepare, dep, kind, body)  # a bad prompt is refused before any charge
     except WorkbenchError as exc:
         ERRORS.labels(*labels, exc.code).inc()
         raise
@@ -103,9 +105,15 @@ GROUNDING = ("Answer using the context below when it is relevant, and say which 
              "Context:\n{context}")
 
 
-def ground(body: ChatRequest, owner: str) -> tuple[ChatRequest, dict[str, Any]]:
+def ground(provider: Any, dep: dict[str, Any], body: ChatRequest,
+           owner: str) -> tuple[ChatRequest, dict[str, Any], Any]:
     """The chat with the knowledge base's passages for its last user message as a leading system
-    message, and what the reply reports about them."""
+    message, what the reply reports about them, and the provider's prepared request.
+
+    As many of the best passages as the model's context holds go in: on a prompt that is too long
+    the lowest-ranked passage is dropped and the prompt built again (``knowledge.left_out`` counts
+    them), down to the plain chat, which is refused only if it does not fit either."""
+    from ..graphrag.search import context
     from ..graphrag.service import KnowledgeBaseService
     from .inference import Message
 
@@ -116,13 +124,21 @@ def ground(body: ChatRequest, owner: str) -> tuple[ChatRequest, dict[str, Any]]:
         raise InvalidInput("knowledge_base: the chat has no user message to search for", field="knowledge_base")
     found = KnowledgeBaseService().search(question, owner, method=opts.method, limit=opts.limit,
                                           document_ids=opts.document_ids)
-    report = {"searchMethod": opts.method, "sources": [
-        {k: s[k] for k in ("documentId", "filename", "chunkId", "heading", "relevanceScore")}
-        for s in found["sources"]]}
-    if not found["sources"]:
-        return body.model_copy(update={"knowledge_base": None}), report
-    system = Message(role="system", content=GROUNDING.format(context=found["context"]))
-    return body.model_copy(update={"messages": [system, *body.messages], "knowledge_base": None}), report
+    sources = found["sources"]
+    for n in range(len(sources), -1, -1):
+        used = sources[:n]
+        system = [Message(role="system", content=GROUNDING.format(context=context(used)))] if used else []
+        grounded = body.model_copy(update={"messages": [*system, *body.messages], "knowledge_base": None})
+        try:
+            prepared = provider.prepare(dep, "chat", grounded)
+        except PromptTooLong:
+            if not used:
+                raise
+            continue
+        report = {"searchMethod": opts.method, "left_out": len(sources) - n, "sources": [
+            {k: s[k] for k in ("documentId", "filename", "chunkId", "heading", "relevanceScore")} for s in used]}
+        return grounded, report, prepared
+    raise AssertionError("unreachable: the plain chat either fits or raises")
 
 
 class StreamError(Exception):

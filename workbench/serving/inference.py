@@ -81,7 +81,8 @@ class Message(BaseModel):
 
 class KnowledgeOptions(BaseModel):
     """Ground the reply in the caller's knowledge base: the last user message is searched, and the
-    passages found lead the prompt as a system message; the reply names them (``knowledge``)."""
+    passages found lead the prompt as a system message, as many as the context holds; the reply names
+    them (``knowledge.sources``) and counts the ones left out (``knowledge.left_out``)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -141,6 +142,10 @@ def prompt_ids(engine: Engine, kind: Kind, body: ChatRequest | CompletionRequest
     return ids
 
 
+class PromptTooLong(InvalidInput):
+    """The prompt leaves no room in the model's context (422): grounding drops passages on it."""
+
+
 def request(engine: Engine, kind: Kind, body: ChatRequest | CompletionRequest, *,
             adapter: str | None) -> GenRequest:
     """The engine request for a body: the prompt's ids and a token budget that fits the context."""
@@ -148,8 +153,8 @@ def request(engine: Engine, kind: Kind, body: ChatRequest | CompletionRequest, *
     wanted = (getattr(body, "max_completion_tokens", None) or body.max_tokens or DEFAULT_MAX_TOKENS)
     context = _context_length(engine)
     if context and len(ids) >= context:
-        raise InvalidInput(f"the prompt is {len(ids)} tokens; this model's context is {context}",
-                           field="messages" if kind == "chat" else "prompt")
+        raise PromptTooLong(f"the prompt is {len(ids)} tokens; this model's context is {context}",
+                            field="messages" if kind == "chat" else "prompt")
     budget = min(wanted, context - len(ids)) if context else wanted
     return GenRequest(prompt_ids=ids, max_tokens=budget, sink=_unset, temperature=body.temperature,
                       top_p=body.top_p, stop=body.stops, adapter=adapter, ignore_eos=body.ignore_eos)

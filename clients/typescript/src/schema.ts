@@ -2370,7 +2370,8 @@ export interface components {
         /**
          * KnowledgeOptions
          * @description Ground the reply in the caller's knowledge base: the last user message is searched, and the
-         *     passages found lead the prompt as a system message; the reply names them (``knowledge``).
+         *     passages found lead the prompt as a system message, as many as the context holds; the reply names
+         *     them (``knowledge.sources``) and counts the ones left out (``knowledge.left_out``).
          */
         KnowledgeOptions: {
             /**
