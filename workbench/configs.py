@@ -164,22 +164,28 @@ def parse_config(data: Any) -> TrainingConfig:
     return cfg
 
 
+def dotted_key(key: str, field: str | None = None) -> str:
+    """``learning_rate`` → ``training.learning_rate`` (the section that has the field); dotted keys as they are."""
+    if "." in key:
+        return key
+    sections = {"model": ModelSection, "training": TrainingSection, "lora": LoraSection}
+    owner = next((s for s, m in sections.items() if key in m.model_fields or any(
+        f.alias == key for f in m.model_fields.values())), None)
+    if owner is None:
+        raise InvalidInput(f"{field + ': ' if field else ''}unknown config key '{key}'", field=field or key)
+    return f"{owner}.{key}"
+
+
 def apply_overrides(config: dict[str, Any], assignments: list[str]) -> dict[str, Any]:
     """Apply ``key=value`` strings (``training.learning_rate=1e-4`` or just ``learning_rate=1e-4``)."""
     import json
 
     out = copy.deepcopy(config)
-    sections = {"model": ModelSection, "training": TrainingSection, "lora": LoraSection}
     for item in assignments:
         if "=" not in item:
             raise InvalidInput(f"expected key=value, got '{item}'", field=item)
         key, raw = item.split("=", 1)
-        if "." not in key:
-            owner = next((s for s, m in sections.items() if key in m.model_fields or any(
-                f.alias == key for f in m.model_fields.values())), None)
-            if owner is None:
-                raise InvalidInput(f"unknown config key '{key}'", field=key)
-            key = f"{owner}.{key}"
+        key = dotted_key(key)
         try:
             value = json.loads(raw)
         except json.JSONDecodeError:

@@ -106,6 +106,7 @@ def test_an_optuna_sweep_prunes_a_clearly_worse_trial(sweep_home, data) -> None:
 
 def test_bad_sweeps_are_refused_naming_the_parameter(sweep_home, data) -> None:
     svc = SweepService()
+    before = len(svc.list())
     with pytest.raises(InvalidInput, match="parameters.training.learning_rate") as e:
         svc.create(_spec(data, strategy="grid", parameters={"training.learning_rate": {"low": 1e-5, "high": 1e-3}}))
     assert e.value.field == "parameters.training.learning_rate"
@@ -115,7 +116,21 @@ def test_bad_sweeps_are_refused_naming_the_parameter(sweep_home, data) -> None:
     with pytest.raises(InvalidInput) as e:
         svc.create(_spec(data, strategy="psychic", parameters={"training.learning_rate": [1e-4]}))
     assert e.value.field == "strategy"
-    assert len(svc.list()) == len([s for s in svc.list()])  # nothing half-made: refused before any record
+    with pytest.raises(InvalidInput) as e:
+        svc.create(_spec(data, strategy="grid", parameters={"learning_rat": [1e-4]}))
+    assert e.value.field == "parameters.learning_rat" and "unknown config key" in e.value.message
+    with pytest.raises(InvalidInput) as e:  # the short name and the dotted one are the same key
+        svc.create(_spec(data, strategy="grid", parameters={"learning_rate": [1e-4], "training.learning_rate": [2e-4]}))
+    assert e.value.field == "parameters.training.learning_rate" and "twice" in e.value.message
+    assert len(svc.list()) == before  # nothing half-made: refused before any record
+
+
+def test_a_parameter_may_be_named_as_in_set_without_its_section() -> None:
+    from workbench.configs import template
+    from workbench.experiments.space import check
+
+    space = check({"learning_rate": [1e-4, 3e-4], "lora_dropout": [0.0, 0.1]}, template("lora"), "grid")
+    assert space == {"training.learning_rate": [1e-4, 3e-4], "lora.lora_dropout": [0.0, 0.1]}
 
 
 def test_lineage_follows_a_duplicate_and_a_paused_change(sweep_home, data) -> None:

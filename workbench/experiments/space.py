@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ..configs import deep_merge, parse_config
+from ..configs import deep_merge, dotted_key, parse_config
 from ..errors import InvalidInput
 
 MAX_PARAMETERS = 10
@@ -65,10 +65,11 @@ def check(space: dict[str, Any], base: dict[str, Any], strategy: str) -> dict[st
     if len(space) > MAX_PARAMETERS:
         raise InvalidInput(f"parameters: at most {MAX_PARAMETERS} keys", field="parameters")
     out: dict[str, list[Any] | Range] = {}
-    for key, raw in space.items():
+    for short, raw in space.items():
+        key = dotted_key(short, field=f"parameters.{short}")  # learning_rate, as in `--set`: training.learning_rate
         field = f"parameters.{key}"
-        if "." not in key:
-            raise InvalidInput(f"{field}: use the dotted config key, e.g. training.learning_rate", field=field)
+        if key in out:
+            raise InvalidInput(f"{field}: given twice", field=field)
         if isinstance(raw, dict):
             try:
                 values: list[Any] | Range = Range.model_validate(raw)
