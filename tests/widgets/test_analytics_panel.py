@@ -30,6 +30,10 @@ def test_the_panel_shows_the_range_figures_models_and_charts(home: Path) -> None
     assert sum(panel.token_marks[0].y) == 12 * 15  # the tokens line holds every bucket's tokens
     assert max(panel.latency_marks[2].y) <= 111.0 and len(panel.latency_marks[0].x) >= 1
     assert list(panel.quality_marks[1].y) == [100.0]  # one rating of 5, drawn ×20
+    # on a date axis: each point at its bucket's time, the rating at its reply's bucket
+    assert panel.token_marks[0].x.dtype.kind == "M" and len(panel.token_marks[0].x) == len(d["metrics"]["tokenUsage"])
+    rated = next(b["timestamp"] for b in d["series"]["quality"] if b["rating"] is not None)
+    assert str(panel.quality_marks[1].x[0]).startswith(rated.rstrip("Z"))
     assert "support-bot" in panel.models.value and "step-10" in panel.models.value and "final" in panel.models.value
     assert "no anomalies" in panel.insights.value
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import ipywidgets as W
 
-from .charts import line_chart, set_points
+from .charts import as_times, line_chart, set_points
 from .common import error_html, esc, guarded, ok_html
 
 STYLE = """<style>
@@ -84,18 +84,18 @@ class AnalyticsPanel:
                                   "wb-an-refresh")
         self.message = css(W.HTML(""), "wb-an-message")
         self.totals = css(W.HTML(""), "wb-an-totals")
-        self.tokens_chart, self.token_marks = line_chart("Tokens and cost", "bucket", "tokens / cost ×1000",
+        self.tokens_chart, self.token_marks = line_chart("Tokens and cost", "", "tokens / cost ×1000",
                                                          [{"label": "tokens"}, {"label": "cost ($/1000)"}],
-                                                         css_class="wb-an-tokens-chart", height="220px")
-        self.latency_chart, self.latency_marks = line_chart("Latency", "bucket", "ms",
+                                                         css_class="wb-an-tokens-chart", height="220px", dates=True)
+        self.latency_chart, self.latency_marks = line_chart("Latency", "", "ms",
                                                             [{"label": "p50"}, {"label": "p95"}, {"label": "p99"},
                                                              {"label": "TTFT p95"}],
-                                                            css_class="wb-an-latency-chart", height="220px")
-        self.quality_chart, self.quality_marks = line_chart("Quality", "bucket", "% / rating×20",
+                                                            css_class="wb-an-latency-chart", height="220px", dates=True)
+        self.quality_chart, self.quality_marks = line_chart("Quality", "", "% / rating×20",
                                                             [{"label": "success %", "markers": True},
                                                              {"label": "rating ×20", "markers": True},
                                                              {"label": "errors %"}],
-                                                            css_class="wb-an-quality-chart", height="220px")
+                                                            css_class="wb-an-quality-chart", height="220px", dates=True)
         self.buckets = css(W.HTML(""), "wb-an-buckets")
         self.tools = css(W.HTML(""), "wb-an-tools")
         self.models = css(W.HTML(""), "wb-an-models")
@@ -156,18 +156,23 @@ class AnalyticsPanel:
                                      f" ({d['timeRange']['timezone']}; percentiles {d['percentiles']})")
         self.totals.value = totals_html(d)
         m = d["metrics"]
-        xs = list(range(len(m["tokenUsage"])))
+        xs = as_times([b["timestamp"] for b in m["tokenUsage"]])  # every series has the same buckets
+        ticks = "%b %d %H:%M" if d["timeRange"]["period"] == "hour" else "%b %d"
+        for chart in (self.tokens_chart, self.latency_chart, self.quality_chart):
+            chart.axes[0].tick_format = ticks
         set_points(self.token_marks[0], xs, [b["totalTokens"] for b in m["tokenUsage"]])
         set_points(self.token_marks[1], xs, [b["estimatedCost"] * 1000 for b in m["tokenUsage"]])
+
+        def points(mark: Any, buckets: list[dict[str, Any]], key: str, scale: float = 1) -> None:
+            kept = [i for i, b in enumerate(buckets) if b[key] is not None]  # empty buckets draw no point
+            set_points(mark, xs[kept], [buckets[i][key] * scale for i in kept])
+
         for mark, key in zip(self.latency_marks, ("p50Ms", "p95Ms", "p99Ms", "ttftP95Ms"), strict=True):
-            pts = [(i, b[key]) for i, b in enumerate(m["latency"]) if b[key] is not None]
-            set_points(mark, [p[0] for p in pts], [p[1] for p in pts])
+            points(mark, m["latency"], key)
         q = d["series"]["quality"]
-        for mark, key, scale in ((self.quality_marks[0], "successRate", 1), (self.quality_marks[1], "rating", 20)):
-            pts = [(i, b[key] * scale) for i, b in enumerate(q) if b[key] is not None]
-            set_points(mark, [p[0] for p in pts], [p[1] for p in pts])
-        errs = [(i, b["errorRate"]) for i, b in enumerate(m["errors"]) if b["errorRate"] is not None]
-        set_points(self.quality_marks[2], [p[0] for p in errs], [p[1] for p in errs])
+        points(self.quality_marks[0], q, "successRate")
+        points(self.quality_marks[1], q, "rating", 20)
+        points(self.quality_marks[2], m["errors"], "errorRate")
         rows = [{"bucket": t["timestamp"], "messages": t["messages"], "tokens": t["totalTokens"],
                  "cost": f"{t['estimatedCost']:.4f}", "p95 ms": lat["p95Ms"], "errors": er["errors"],
                  "rating": qu["rating"], "success %": qu["successRate"]}

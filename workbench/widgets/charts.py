@@ -9,9 +9,11 @@ including the newest one.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import bqplot as bq
+import numpy as np
 
 DEFAULT_CAP = 500
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -64,24 +66,28 @@ def downsample(xs: Sequence[float], ys: Sequence[float], cap: int = DEFAULT_CAP)
 
 
 def line_chart(title: str, x_label: str, y_label: str, series: Sequence[dict[str, Any]],
-               css_class: str | None = None, height: str = "260px") -> tuple[bq.Figure, list[bq.Lines]]:
+               css_class: str | None = None, height: str = "260px",
+               dates: bool = False) -> tuple[bq.Figure, list[bq.Lines]]:
     """A figure with one ``Lines`` mark per entry of ``series`` on shared scales.
 
     Each entry: ``{"label": str, "color": str?, "markers": bool?}`` — markers draw points only.
+    ``dates``: the x values are times (see :func:`as_times`), on a date axis; every line also marks
+    its points, so a range with one busy bucket still shows it.
     """
-    sx, sy = bq.LinearScale(), bq.LinearScale()
+    sx, sy = (bq.DateScale() if dates else bq.LinearScale()), bq.LinearScale()
     marks = []
     for i, s in enumerate(series):
         markers = bool(s.get("markers"))
         marks.append(bq.Lines(
             x=[], y=[], scales={"x": sx, "y": sy}, labels=[s["label"]], display_legend=True,
             colors=[s.get("color") or PALETTE[i % len(PALETTE)]],
-            marker="circle" if markers else None, marker_size=32,
+            marker="circle" if markers or dates else None, marker_size=32 if markers else 12,
             line_style="dashed" if markers else "solid", stroke_width=0 if markers else 2,
         ))
     fig = bq.Figure(
         marks=marks, title=title, legend_location="top-right",
-        axes=[bq.Axis(scale=sx, label=x_label), bq.Axis(scale=sy, label=y_label, side="left", tick_format=".3g")],
+        axes=[bq.Axis(scale=sx, label=x_label, **({"tick_format": "%b %d"} if dates else {})),
+              bq.Axis(scale=sy, label=y_label, side="left", tick_format=".3g")],
         fig_margin={"top": 40, "bottom": 40, "left": 60, "right": 20},
         layout={"height": height, "width": "100%"},
     )
@@ -90,11 +96,17 @@ def line_chart(title: str, x_label: str, y_label: str, series: Sequence[dict[str
     return fig, marks
 
 
-def set_points(mark: bq.Lines, xs: Sequence[float], ys: Sequence[float]) -> None:
+def set_points(mark: bq.Lines, xs: Sequence[Any], ys: Sequence[float]) -> None:
     """Replace a mark's data in one message (x and y always the same length)."""
     with mark.hold_sync():
-        mark.x = list(xs)
+        mark.x = xs if isinstance(xs, np.ndarray) else list(xs)
         mark.y = list(ys)
+
+
+def as_times(stamps: Sequence[str]) -> np.ndarray:
+    """ISO-8601 stamps (``2026-12-01T00:00:00Z``, ``…+01:00``) as datetime64 of their own wall-clock time,
+    so a bucket of a zone's day is drawn at that day's midnight, whatever the zone."""
+    return np.array([datetime.fromisoformat(t).replace(tzinfo=None) for t in stamps], dtype="datetime64[ms]")
 
 
 def add_line(fig: bq.Figure, label: str, xs: Sequence[float], ys: Sequence[float], color: str | None = None) -> bq.Lines:

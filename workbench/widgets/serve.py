@@ -12,8 +12,10 @@ import sys
 
 
 def voila_argv(notebook: str, host: str, port: int, token: str) -> list[str]:
+    # no tracebacks to the browser; warnings and errors only in the log: Voila's own start-up lines end
+    # with a masked `?token=...` URL, which reads like the one to open (`workbench up` prints the real one)
     return ["voila", notebook, "--no-browser", f"--port={port}", f"--Voila.ip={host}", f"--Voila.token={token}",
-            "--Voila.show_tracebacks=False"]
+            "--VoilaConfiguration.show_tracebacks=False", "--Voila.log_level=WARN"]
 
 
 def main(argv: list[str] | None = None) -> int:
