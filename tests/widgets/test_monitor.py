@@ -326,6 +326,7 @@ def test_start_runs_a_job_with_max_steps_and_follows_it(backend: Any, env: dict[
     cfg = backend.create_config("fast", {"training": {k: v for k, v in FAST["training"].items()}}, "lora")
     m = _monitor(backend)
     assert cfg["id"] in [v for _, v in m.config.options]  # saved configs next to the templates
+    assert m.dataset.value == m.dataset.options[-1][1] and m.val_dataset.value is None  # the newest, not blank
     m.config.value = cfg["id"]
     m.dataset.value = env["sample"]["id"]
     m.max_steps.value = 5

@@ -42,3 +42,5 @@ def test_a_sweep_started_from_the_panel_shows_its_trials_best_and_suggestion(hom
     assert "completed" in panel.status.value and "best" in panel.status.value
     assert sweep["sweep_id"] in panel.suggestion.value and "0.002" in panel.suggestion.value
     assert len(panel.charts.children) == 1 and len(panel.charts.children[0].marks[0].x) == 1
+    opened = SweepPanel(LocalBackend(), poll=False)  # the tab opened later (or in another process)
+    assert opened.sweep_select.value == sweep["sweep_id"] and "completed" in opened.status.value  # the newest

@@ -188,8 +188,8 @@ class TrainingMonitor:
         self._set_options(self.model, [(f"{m.get('name') or m['id']} ({m['id']})", m["id"]) for m in models],
                           "tiny-chat" if "tiny-chat" in ids else (ids[0] if ids else None))
         datasets = [(f"{d['name']} ({d['id']})", d["id"]) for d in self.backend.list_datasets()]
-        self._set_options(self.dataset, datasets)
-        self._set_options(self.val_dataset, datasets)
+        self._set_options(self.dataset, datasets, datasets[-1][1] if datasets else None)  # the newest, not blank
+        self._set_options(self.val_dataset, datasets)  # optional: blank is "none"
         try:
             names = list(self.backend.templates())
         except backend_errors():

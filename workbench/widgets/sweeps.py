@@ -125,8 +125,8 @@ class SweepPanel:
         if ok:
             keep = self.sweep_select.value
             self.sweep_select.options = [(f"{s['name']} · {s['status']}", s["sweep_id"]) for s in reversed(sweeps)]
-            if keep in [s["sweep_id"] for s in sweeps]:
-                self.sweep_select.value = keep
+            ids = [s["sweep_id"] for s in sweeps]
+            self.sweep_select.value = keep if keep in ids else (ids[-1] if ids else None)  # else the newest
         self.show()
 
     def start(self) -> dict[str, Any] | None:
